@@ -1,0 +1,362 @@
+"""The training engine: the paper's recipe on any number of devices, resumable exactly.
+
+    summary = fit(Config(...))
+
+One iteration: the global batch is split across the devices (`split_and_load`), each
+device runs forward and backward under `autograd.record()`, the Trainer aggregates the
+gradients through its kvstore and applies one NAG/SGD step scaled by the global batch.
+Values are read back to the host only at log, evaluation and checkpoint points: every
+read is a sync point that stalls MXNet's asynchronous engine.
+
+Exact resume rests on three things: every batch is a pure function of (seed, epoch,
+batch) (data/loader.py); MXNet's generator (dropout) is re-seeded from (seed, iteration)
+at the start and after every checkpoint; and a checkpoint holds the optimizer state and
+the running sums of the current log interval (checkpoint.py).
+"""
+import contextlib
+import os
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from . import checkpoint, runlog, schedule
+from .devices import contexts
+from .errors import TrainingDiverged, UserError
+from .evaluate import evaluate
+from .factory import build_net, check_dtype, check_model, kvstore_setup
+
+# configuration that must not change when a run is resumed (the rest may, e.g. --max-iters)
+FROZEN_ON_RESUME = {'model': None, 'data': ('dataset', 'subset', 'pad', 'crop_size'),
+                    'optim': ('optimizer', 'lr', 'momentum', 'wd', 'batch_size', 'warmup_iters',
+                              'warmup_lr', 'lr_steps', 'lr_factor', 'dtype'),
+                    'run': ('seed',)}
+
+
+def reseed(seed, iteration):
+    """Seed MXNet's generators (dropout) as a function of the position in the run."""
+    mx.random.seed(int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0]))
+
+
+class Meter:
+    """Running sums of loss and errors of the current log interval, kept on the devices so
+    accumulating costs no host sync; `state()` is the sync point. Sums are saved and
+    restored per device, so a resumed run adds the same float32 numbers in the same order."""
+
+    def __init__(self, ctxs, saved=None):
+        self.ctxs = ctxs
+        self.loss = [mx.nd.zeros(1, ctx=c) for c in ctxs]
+        self.err = [mx.nd.zeros(1, ctx=c) for c in ctxs]
+        self.images = 0
+        if saved:
+            for key, sums in (('loss', self.loss), ('err', self.err)):
+                values = list(saved[key])
+                if len(values) != len(ctxs):       # resumed on another number of devices
+                    values = [sum(values)] + [0.0] * (len(ctxs) - 1)
+                for v, s in zip(values, sums):
+                    s[:] = v
+            self.images = saved['images']
+
+    def add(self, i, loss, out, label):
+        self.loss[i] += loss.sum()
+        self.err[i] += (out.argmax(axis=1) != label.astype(out.dtype)).sum()
+
+    def state(self):
+        return {'loss': [float(v.asscalar()) for v in self.loss],
+                'err': [float(v.asscalar()) for v in self.err], 'images': self.images}
+
+    def totals(self):
+        s = self.state()
+        return sum(s['loss']), sum(s['err']), s['images']
+
+    def reset(self):
+        for v in self.loss + self.err:
+            v[:] = 0
+        self.images = 0
+
+
+def sync_running_stats(net):
+    """Average the BatchNorm running statistics over the devices.
+
+    Each device normalises its own share of the batch (as the paper's 2 x 64 setup) and so
+    accumulates its own running mean/variance; evaluation and checkpoints need one value.
+    Training-mode forward passes use batch statistics, so training is unaffected."""
+    for p in net.collect_params().values():
+        ctxs = p.list_ctx()
+        if p.grad_req != 'null' or len(ctxs) < 2:
+            continue
+        arrays = [p.data(c) for c in ctxs]
+        mean = mx.nd.add_n(*[a.as_in_context(ctxs[0]) for a in arrays]) / len(arrays)
+        for a in arrays:
+            mean.copyto(a)
+
+
+def train_step(net, trainer, loss_fn, x, y, ctxs, global_batch):
+    """Forward and backward of (x, y) split over `ctxs`, then one optimizer step.
+
+    The losses are per-image sums, so `trainer.step(global_batch)` makes the update the
+    mean over the global batch however many devices (and workers) share it."""
+    xs = gluon.utils.split_and_load(x, ctxs)
+    ys = gluon.utils.split_and_load(y, ctxs)
+    with autograd.record():
+        outs = [net(xi) for xi in xs]
+        losses = [loss_fn(o, yi) for o, yi in zip(outs, ys)]
+    autograd.backward(losses)
+    trainer.step(global_batch)
+    return losses, outs, ys
+
+
+class Run:
+    """The state of one training run and the operations of its loop."""
+
+    def __init__(self, cfg, progress=True, echo=print):
+        self.cfg, self.echo = cfg, echo
+        self.ctxs = contexts(cfg.run)
+        check_dtype(cfg.optim.dtype, self.ctxs)
+        check_model(cfg.model, cfg.data.dataset)
+        self.kv, self.rank, self.workers = kvstore_setup(cfg.run.kvstore, self.ctxs)
+        self.writer = self.rank == 0                 # one worker writes the run directory
+        self.run_dir = cfg.run.run_dir
+        self.progress = progress
+        from .data import build_data                 # decoding happens here, after the
+        self.data = build_data(cfg.data)             # config and devices were checked
+        self.batch = cfg.optim.batch_size
+        self.local_batch = self._local_batch()
+        self.steps = self.data.steps_per_epoch(self.batch)
+        self.max_iters = (cfg.optim.epochs * self.steps if cfg.optim.epochs
+                          else cfg.optim.max_iters)
+        self.net = build_net(cfg.model, cfg.data.dataset, self.data.classes)
+        self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def _local_batch(self):
+        per_worker, rest = divmod(self.batch, self.workers * len(self.ctxs))
+        if rest or not per_worker:
+            raise UserError('--batch-size %d cannot be split evenly over %d device(s)%s: use a '
+                            'multiple of %d' % (self.batch, len(self.ctxs),
+                                                ' x %d workers' % self.workers
+                                                if self.workers > 1 else '',
+                                                self.workers * len(self.ctxs)))
+        return per_worker * len(self.ctxs)
+
+    # ---- set-up: fresh or from the latest checkpoint
+    def start(self):
+        saved = self._saved_state()
+        mx.random.seed(self.cfg.run.seed)
+        np.random.seed(self.cfg.run.seed)
+        self.net.initialize(mx.init.MSRAPrelu(factor_type='in', slope=0.0), ctx=self.ctxs)
+        if self.cfg.optim.dtype != 'float32':
+            self.net.cast(self.cfg.optim.dtype)
+        if saved:     # before any forward pass (see checkpoint.load_params_into)
+            checkpoint.load_params_into(self.net, saved['params'], 'checkpoint')
+        self.net(mx.nd.zeros((1, 3) + self.input_size(), ctx=self.ctxs[0],
+                             dtype=self.cfg.optim.dtype))     # finish deferred shapes
+        if self.cfg.run.hybridize:
+            self.net.hybridize(static_alloc=True, static_shape=True)
+        self.iteration = saved['iteration'] if saved else 0
+        self.trainer = gluon.Trainer(self.net.collect_params(), self.cfg.optim.optimizer,
+                                     schedule.optimizer_params(self.cfg.optim, self.iteration),
+                                     kvstore=self.kv,
+                                     update_on_kvstore=False if self.workers > 1 else None)
+        if saved:
+            checkpoint.restore_trainer(self.trainer, saved['trainer'])
+        self.meter = Meter(self.ctxs, saved and saved['meter'])
+        self.best = saved['best'] if saved else (None, None)
+        self.elapsed = saved['elapsed'] if saved else 0.0
+        self.log = runlog.JsonlLog(self.run_dir)
+        if self.writer:
+            if saved:
+                self.log.truncate_after(self.iteration)    # redo what followed the checkpoint
+            self._write_config()
+        reseed(self.cfg.run.seed, self.iteration)
+        return saved is not None
+
+    def input_size(self):
+        if self.cfg.data.dataset == 'imagenet':
+            return (self.cfg.data.crop_size,) * 2
+        return tuple(self.data.train_x.shape[1:3])
+
+    def _saved_state(self):
+        latest = checkpoint.path(self.run_dir, 'latest')
+        has_run = os.path.exists(latest) or os.path.exists(os.path.join(self.run_dir, 'log.jsonl'))
+        if not self.cfg.run.resume:
+            if has_run and self.writer:
+                raise UserError('run dir %s already holds a run: pass --resume to continue it, '
+                                'or choose a new --run-dir (nothing was overwritten)' % self.run_dir)
+            return None
+        if not os.path.exists(latest):
+            if os.path.exists(os.path.join(self.run_dir, 'log.jsonl')) and self.writer:
+                raise UserError('run dir %s has a log.jsonl but no checkpoint to resume from: '
+                                'choose a new --run-dir or delete it' % self.run_dir)
+            return None
+        state = checkpoint.load(latest)
+        check_same_config(state['config'], self.cfg.to_dict(), latest)
+        if state['iteration'] > self.max_iters:
+            raise UserError('%s is at iteration %d, past --max-iters %d: raise --max-iters to '
+                            'train on, or use a new --run-dir' % (latest, state['iteration'],
+                                                                 self.max_iters))
+        return state
+
+    def _write_config(self):
+        import yaml
+        os.makedirs(self.run_dir, exist_ok=True)
+        tmp = os.path.join(self.run_dir, '.config.yaml.tmp')
+        with open(tmp, 'w') as f:
+            yaml.safe_dump(as_yaml(self.cfg.to_dict()), f, sort_keys=False)
+        os.replace(tmp, os.path.join(self.run_dir, 'config.yaml'))
+
+    # ---- the loop
+    def step(self, x, y):
+        """One iteration on the global batch (x, y: numpy)."""
+        lo = self.rank * self.local_batch                  # this worker's rows
+        losses, outs, ys = train_step(self.net, self.trainer, self.loss_fn,
+                                      x[lo:lo + self.local_batch].astype(self.cfg.optim.dtype,
+                                                                         copy=False),
+                                      y[lo:lo + self.local_batch], self.ctxs, self.batch)
+        for i, (loss, out, yi) in enumerate(zip(losses, outs, ys)):
+            self.meter.add(i, loss, out, yi)
+        self.meter.images += self.local_batch
+        # Let Python run at most one iteration ahead of the devices: the engine is
+        # asynchronous, and an unbounded queue would hold every queued batch in memory.
+        if self._inflight is not None:
+            self._inflight.wait_to_read()
+        self._inflight = losses[0]
+
+    def train(self):
+        """Run from the current iteration to max_iters; returns the summary dict."""
+        bar = self._bar()
+        self.started, self.tick, self.paused = time.time(), time.time(), 0.0
+        self._inflight = None
+        try:
+            while self.iteration < self.max_iters:
+                epoch, first = divmod(self.iteration, self.steps)
+                batches = self.data.train_batches(self.batch, self.cfg.run.seed, epoch, first)
+                with contextlib.closing(batches):
+                    for x, y in batches:
+                        self.step(x, y)
+                        self.iteration += 1
+                        bar.update(1)
+                        self._after_step(bar)
+                        if self.iteration >= self.max_iters:
+                            break
+        finally:
+            bar.close()
+            self.data.close()
+        return self._finish()
+
+    def now(self):
+        """Seconds this run has spent so far, over all its sessions (the log's `time`)."""
+        return self.elapsed + time.time() - self.started
+
+    def _after_step(self, bar):
+        it, run = self.iteration, self.cfg.run
+        done = it >= self.max_iters
+        if it % run.log_interval == 0 or done:
+            self._log_train(bar)
+            self.tick, self.paused = time.time(), 0.0
+        begin = time.time()                    # evaluation and saving are not training time
+        if (run.eval_interval and it % run.eval_interval == 0) or done:
+            self._evaluate()
+        if (run.checkpoint_interval and it % run.checkpoint_interval == 0) or done:
+            self.save('latest')
+            reseed(run.seed, it)
+        self.paused += time.time() - begin
+
+    def _log_train(self, bar):
+        loss_sum, err_sum, images = self.meter.totals()     # sync point: all work is done
+        seconds = time.time() - self.tick - self.paused
+        if not images:
+            return
+        loss = loss_sum / images
+        if not np.isfinite(loss):
+            raise TrainingDiverged(
+                'training loss became %s at iteration %d: the run stopped, its last good '
+                'checkpoint is kept in %s; lower --lr or raise --warmup-iters and rerun with a '
+                'new --run-dir' % (loss, self.iteration, self.run_dir))
+        rate = images * self.workers / max(seconds, 1e-9)
+        lr = self.trainer.learning_rate
+        self._write(lr=lr, train_loss=loss, train_err=err_sum / images, img_per_sec=rate)
+        bar.set_postfix(loss='%.3f' % loss, lr='%g' % lr, img_s='%.0f' % rate, refresh=False)
+        self.meter.reset()
+
+    def _evaluate(self):
+        sync_running_stats(self.net)
+        loss, err, _ = evaluate(self.net, self.data, self.ctxs, self.batch)
+        self._write(test_loss=loss, test_err=err)
+        if self.best[0] is None or err < self.best[0]:
+            self.best = (err, self.iteration)
+            self.save('best')
+        self.last_test = (err, self.iteration)
+
+    def _write(self, **values):
+        if self.writer:
+            self.log.write(iteration=self.iteration, epoch=self.iteration / self.steps,
+                           time=round(self.now(), 3), **values)
+
+    def save(self, which):
+        sync_running_stats(self.net)        # every worker: they must stay identical
+        if not self.writer:
+            return
+        params = checkpoint.params_to_numpy(self.net)       # sync point
+        bad = [n for n, v in params.items() if not np.all(np.isfinite(v))]
+        if bad:
+            raise TrainingDiverged('parameter %s became NaN/inf at iteration %d: the run stopped, '
+                                   'its last good checkpoint is kept in %s; lower --lr and rerun '
+                                   'with a new --run-dir' % (bad[0], self.iteration, self.run_dir))
+        checkpoint.save(checkpoint.path(self.run_dir, which), dict(
+            params=params, trainer=checkpoint.trainer_states(self.trainer),
+            iteration=self.iteration, meter=self.meter.state(), best=self.best,
+            elapsed=self.now(), config=self.cfg.to_dict(),
+            rng={'seed': self.cfg.run.seed, 'reseeded_at': self.iteration}))
+
+    def _bar(self):
+        from tqdm import tqdm
+        return tqdm(total=self.max_iters, initial=self.iteration, unit='it', dynamic_ncols=True,
+                    disable=not (self.progress and self.writer), leave=False)
+
+    def _finish(self):
+        summary = dict(iteration=self.iteration, final_test_err=self.last_test[0]
+                       if hasattr(self, 'last_test') else None,
+                       best_test_err=self.best[0], best_iteration=self.best[1],
+                       run_dir=self.run_dir)
+        if self.writer:
+            from .plotting import plot_runs
+            summary['curves'] = plot_runs({os.path.basename(os.path.normpath(self.run_dir)):
+                                           self.run_dir}, os.path.join(self.run_dir, 'curves.png'))
+        return summary
+
+
+def check_same_config(saved, current, where):
+    """Refuse to resume a checkpoint written with a different model/data/recipe."""
+    for section, keys in FROZEN_ON_RESUME.items():
+        for key in keys or sorted(current[section]):
+            old, new = saved.get(section, {}).get(key), current[section].get(key)
+            if isinstance(old, list):
+                old = tuple(old)
+            if old != new:
+                raise checkpoint.CheckpointError(
+                    '%s was written with %s.%s = %r, this command asks for %r: rerun with the '
+                    "run's own settings (see its config.yaml), or use a new --run-dir"
+                    % (where, section, key, old, new))
+
+
+def as_yaml(d):
+    """Tuples as lists, so config.yaml reads back into the same Config."""
+    if isinstance(d, dict):
+        return {k: as_yaml(v) for k, v in d.items()}
+    return list(d) if isinstance(d, tuple) else d
+
+
+def fit(cfg, progress=True, echo=print):
+    """Train (or resume) the run `cfg` describes; returns a summary dict."""
+    run = Run(cfg, progress, echo)
+    try:
+        resumed = run.start()
+    except BaseException:
+        run.data.close()
+        raise
+    if resumed:
+        echo('resuming %s at iteration %d of %d' % (run.run_dir, run.iteration, run.max_iters))
+    summary = run.train()
+    summary['resumed'] = resumed
+    return summary

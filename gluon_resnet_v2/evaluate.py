@@ -1,0 +1,141 @@
+"""Test-set error of a trained network: top-1 (and top-5 for ImageNet).
+
+    python -m gluon_resnet_v2.evaluate --run-dir runs/r110            # its best checkpoint
+    python -m gluon_resnet_v2.evaluate --run-dir runs/r200 --test-crop 320   # Table 5 style
+    python -m gluon_resnet_v2.evaluate --params model-0000.params --model cifar_resnet110_v2
+
+The networks are fully convolutional up to a global pool, so an ImageNet model trained on
+224 crops is evaluated on any crop size (the paper's 320x320).
+"""
+import json
+from dataclasses import replace
+
+import click
+import mxnet as mx
+from mxnet import gluon
+
+
+def evaluate(net, data, ctxs, batch_size, topk=5):
+    """(mean loss, top-1 error, top-k error) of `net` over the test split of `data`.
+
+    Sums stay on the devices until the end: one host sync per evaluation."""
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    loss_sum = [mx.nd.zeros(1, ctx=c) for c in ctxs]
+    err1 = [mx.nd.zeros(1, ctx=c) for c in ctxs]
+    errk = [mx.nd.zeros(1, ctx=c) for c in ctxs]
+    count = 0
+    dtype = next(iter(net.collect_params().values())).dtype
+    with data.test_batches(batch_size) as batches:
+        for x, y in batches:
+            xs = gluon.utils.split_and_load(x.astype(dtype, copy=False), ctxs, even_split=False)
+            ys = gluon.utils.split_and_load(y, ctxs, even_split=False)
+            for i, (xi, yi) in enumerate(zip(xs, ys)):
+                out = net(xi).astype('float32')
+                label = yi.astype('float32')
+                loss_sum[i] += loss_fn(out, label).sum()
+                err1[i] += (out.argmax(axis=1) != label).sum()
+                k = min(topk, out.shape[1])
+                hits = (mx.nd.topk(out, axis=1, k=k) == label.reshape((-1, 1))).sum(axis=1)
+                errk[i] += (1 - hits).sum()
+            count += len(y)
+    total = [sum(v.asscalar() for v in acc) / count for acc in (loss_sum, err1, errk)]  # sync
+    return tuple(float(t) for t in total)
+
+
+def load_run(run_dir, which, overrides):
+    """(config, params) of a run directory's checkpoint, data options overridden."""
+    from . import checkpoint
+    from .config import Config
+    state = checkpoint.load(checkpoint.path(run_dir, which))
+    cfg = Config.from_dict(state['config'])
+    cfg = replace(cfg, data=replace(cfg.data, **{k: v for k, v in overrides.items()
+                                                 if v is not None}))
+    return cfg, state['params']
+
+
+def restore_net(cfg, params, ctxs, data_classes):
+    """The run's network with `params` ({name: array}, or a .params path), hybridized."""
+    from . import checkpoint
+    from .factory import build_net
+    net = build_net(cfg.model, cfg.data.dataset, data_classes)
+    net.initialize(ctx=ctxs)
+    if isinstance(params, str):
+        load_params_file(net, params, ctxs)
+    else:
+        checkpoint.load_params_into(net, params, 'checkpoint')
+    net.hybridize(static_alloc=True)
+    return net
+
+
+@click.command()
+@click.option('--run-dir', default=None, help='run directory holding checkpoints')
+@click.option('--which', type=click.Choice(['best', 'latest']), default='best',
+              help='checkpoint of the run to evaluate [default: best]')
+@click.option('--params', 'params_file', default=None,
+              help='an MXNet .params file (net.save_parameters) instead of --run-dir')
+@click.option('--model', default=None, help='registry name of the --params network')
+@click.option('--dataset', default=None, help='dataset [default: the run\'s]')
+@click.option('--data-dir', default=None, help='dataset folder [default: the run\'s]')
+@click.option('--test-crop', type=int, default=None, help='ImageNet test crop, e.g. 320')
+@click.option('--batch-size', type=int, default=100, help='images per batch [default: 100]')
+@click.option('--cpus', type=int, default=1, help='CPU contexts [default: 1]')
+@click.option('--gpus', default='', help='GPU ids, e.g. 0,1')
+@click.option('--json', 'as_json', is_flag=True, help='print the result as JSON')
+def main(run_dir, which, params_file, model, dataset, data_dir, test_crop, batch_size, cpus,
+         gpus, as_json):
+    """Top-1 (and top-5) test error of a run's checkpoint or of a .params file."""
+    from .cli import _split_ints
+    from .config import Config, DataConfig, ModelConfig, RunConfig
+    from .data import build_data
+    from .devices import contexts
+    from .errors import UserError
+    if bool(run_dir) == bool(params_file):
+        raise UserError('give exactly one of --run-dir and --params')
+    overrides = dict(dataset=dataset, data_dir=data_dir, test_crop=test_crop, num_workers=0)
+    if run_dir:
+        cfg, params = load_run(run_dir, which, overrides)
+    else:
+        if not model:
+            raise UserError('--params needs --model NAME (the registry name it was trained as)')
+        params = params_file
+        cfg = Config(model=ModelConfig(model=model),
+                     data=DataConfig(**{k: v for k, v in overrides.items() if v is not None}))
+    ctxs = contexts(RunConfig(gpus=_split_ints(gpus) or (), cpus=cpus))
+    with build_data(cfg.data) as data:
+        net = restore_net(cfg, params, ctxs, data.classes)
+        loss, err1, err5 = evaluate(net, data, ctxs, batch_size)
+        result = dict(dataset=cfg.data.dataset, images=data.num_test, test_loss=loss,
+                      top1_err=err1, top5_err=err5)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo('%s: top-1 error %.2f %%, top-5 error %.2f %%, loss %.4f on %d test images'
+                   % (cfg.data.dataset, 100 * err1, 100 * err5, loss, result['images']))
+
+
+def load_params_file(net, path, ctxs):
+    """Load a .params file into `net`: an export (arg:/aux: names), a
+    `collect_params().save` file (parameter names) or a `save_parameters` file."""
+    from . import checkpoint
+    from .errors import UserError
+    try:
+        loaded = mx.nd.load(path)
+    except Exception as e:  # MXNetError for a missing or foreign file
+        raise UserError('cannot read %s as MXNet parameters (%s): check the path'
+                        % (path, str(e).strip().splitlines()[-1][:120])) from None
+    if not isinstance(loaded, dict):
+        raise UserError('%s holds no named parameters: save it with net.save_parameters' % path)
+    named = {k.split(':', 1)[-1]: v.asnumpy() for k, v in loaded.items()}
+    if set(named) & set(net.collect_params()):
+        checkpoint.load_params_into(net, named, path)
+        return
+    try:
+        net.load_parameters(path, ctx=ctxs)
+    except (AssertionError, ValueError, mx.base.MXNetError) as e:
+        raise UserError('%s does not fit --model (%s): pass the registry name it was trained as'
+                        % (path, str(e).strip().splitlines()[0][:160])) from None
+
+
+if __name__ == '__main__':
+    from .cli import main_wrapper
+    main_wrapper(main)()

@@ -1,0 +1,37 @@
+"""Train a pre-activation ResNet with the paper's recipe (a thin front over engine.fit).
+
+    python -m gluon_resnet_v2.train --gpus 0,1 --depth 110
+    python -m gluon_resnet_v2.train --cpus 2 --dataset cifar10-sample --model cifar_resnet20_v2 \\
+        --max-iters 2000 --lr-steps 1000,1500 --warmup-iters 0 --run-dir runs/r20
+    python -m gluon_resnet_v2.train --config run.yaml --lr 0.05      # flags override the file
+
+Every option mirrors a field of config.py; rerunning the same command continues the run
+from its latest checkpoint. Exit codes: 0 done, 2 bad input (one-line message, nothing
+overwritten), 3 the loss diverged (last good checkpoint kept), 130 interrupted.
+"""
+import click
+
+from .cli import build_config, config_options, main_wrapper
+
+
+@click.command(context_settings={'max_content_width': 120})
+@config_options
+def main(config_file, **values):
+    """Train (or resume) one run; options default to the paper's CIFAR recipe."""
+    from .engine import fit
+    cfg = build_config(config_file, values)
+    summary = fit(cfg)
+    click.echo(summary_line(summary))
+    return summary
+
+
+def summary_line(s):
+    def pct(v):
+        return 'n/a' if v is None else '%.2f %%' % (100 * v)
+    return ('done: %d iterations; final test error %s, best %s (iteration %s); run dir %s'
+            % (s['iteration'], pct(s['final_test_err']), pct(s['best_test_err']),
+               s['best_iteration'], s['run_dir']))
+
+
+if __name__ == '__main__':
+    main_wrapper(main)()
