@@ -82,6 +82,9 @@ class OptimConfig:
             raise ConfigError('--batch-size, --max-iters and --lr must be positive')
         if self.warmup_iters < 0:
             raise ConfigError('--warmup-iters must be >= 0, got %d' % self.warmup_iters)
+        if self.warmup_iters and not 0 < self.warmup_lr <= self.lr:
+            raise ConfigError('--warmup-lr %g must be in (0, --lr %g]: lower --warmup-lr or pass '
+                              '--warmup-iters 0' % (self.warmup_lr, self.lr))
         if list(self.lr_steps) != sorted(set(self.lr_steps)) or any(s <= 0 for s in self.lr_steps):
             raise ConfigError('--lr-steps must be increasing positive iterations, e.g. 32000,48000; '
                               'got %s' % ','.join(map(str, self.lr_steps)))

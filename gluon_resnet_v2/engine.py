@@ -82,6 +82,9 @@ def sync_running_stats(net):
     Each device normalises its own share of the batch (as the paper's 2 x 64 setup) and so
     accumulates its own running mean/variance; evaluation and checkpoints need one value.
     Training-mode forward passes use batch statistics, so training is unaffected."""
+    # BatchNorm writes its running statistics during backward without the engine ordering
+    # later reads after those writes (measured in MXNet 1.9): wait for all pending work.
+    mx.nd.waitall()
     for p in net.collect_params().values():
         ctxs = p.list_ctx()
         if p.grad_req != 'null' or len(ctxs) < 2:
@@ -318,7 +321,7 @@ class Run:
         summary = dict(iteration=self.iteration, final_test_err=self.last_test[0]
                        if hasattr(self, 'last_test') else None,
                        best_test_err=self.best[0], best_iteration=self.best[1],
-                       run_dir=self.run_dir)
+                       run_dir=self.run_dir, writer=self.writer, rank=self.rank)
         if self.writer:
             from .plotting import plot_runs
             summary['curves'] = plot_runs({os.path.basename(os.path.normpath(self.run_dir)):

@@ -15,7 +15,8 @@ import mxnet as mx
 
 def lr_scheduler(optim):
     """An `mx.lr_scheduler` for an `OptimConfig`: constant warm-up, then step decay."""
-    warmup = dict(base_lr=optim.lr, warmup_begin_lr=optim.warmup_lr, warmup_mode='constant',
+    warmup = dict(base_lr=optim.lr, warmup_mode='constant',
+                  warmup_begin_lr=optim.warmup_lr if optim.warmup_iters else optim.lr,
                   warmup_steps=optim.warmup_iters + 1 if optim.warmup_iters else 0)
     if not optim.lr_steps:
         # no decay: a FactorScheduler whose factor 1 never changes the rate

@@ -26,6 +26,10 @@ def main(config_file, **values):
 
 
 def summary_line(s):
+    if not s.get('writer', True):
+        return ('done: %d iterations as worker %d; worker 0 wrote the run directory %s'
+                % (s['iteration'], s['rank'], s['run_dir']))
+
     def pct(v):
         return 'n/a' if v is None else '%.2f %%' % (100 * v)
     return ('done: %d iterations; final test error %s, best %s (iteration %s); run dir %s'

@@ -1,0 +1,251 @@
+"""The paper's networks as `mx.sym` graphs that reproduce the Gluon models op for op.
+
+He et al. 2016, "Identity Mappings in Deep Residual Networks": every activation placement
+of Table 2 / Fig. 4 (a)-(e), every shortcut of Table 1 / Fig. 2, basic / bottleneck /
+1-layer units, CIFAR and ImageNet, any valid depth. The unit and network logic mirror
+`gluon_resnet_v2.models.units.ResidualUnit` and `...resnet.ResNet` line by line, and the
+tables (PLACEMENTS, SHORTCUTS, BRANCHES, depth formulas, registry defaults) are imported
+from there, never copied, so the two builders cannot drift apart silently.
+
+Every argument / auxiliary state is an explicit `mx.sym.Variable` named exactly like the
+Gluon parameter (`stage2_unit1_conv1_weight`, `stem_bn_running_mean`, `fc_bias`): by
+default `mx.sym.BatchNorm` would call its statistics `*_moving_mean`, Gluon calls them
+`*_running_mean`. Equal names let `legacy_symbol.weights` move weights by name alone.
+
+    sym = get_symbol('cifar_resnet164_v2', classes=100)          # logits
+    train_sym = get_training_symbol('resnet50_v1')               # + SoftmaxOutput
+"""
+import mxnet as mx
+
+from gluon_resnet_v2.models import registry
+from gluon_resnet_v2.models.registry import BOTTLENECK_STRIDE, OVERRIDES, VERSIONS
+from gluon_resnet_v2.models.resnet import cifar_spec, imagenet_spec
+from gluon_resnet_v2.models.units import (BRANCHES, PLACEMENTS, SHORTCUT_DEFAULTS, SHORTCUTS, Add,
+                                          DropoutShortcut, ExclusiveGate, Scale, ShortcutGate,
+                                          check_choice, lookup, preact_ops)
+
+# Gluon's nn.BatchNorm defaults; mx.sym.BatchNorm's own are eps=1e-3 and fix_gamma=True,
+# which would silently change every unit (the notes network in notes.py has them).
+BN_SETTINGS = dict(axis=1, eps=1e-5, momentum=0.9, fix_gamma=False, use_global_stats=False)
+
+
+# ---- single ops, named like the Gluon blocks' parameters ----
+
+def conv(x, name, channels, kernel, stride=1, bias=None):
+    """nn.Conv2D(channels, kernel, stride, kernel // 2): `name`_weight (+ `name`_bias
+    initialised to `bias` when one is given; the gate conv of Table 1 without BN)."""
+    weight = mx.sym.Variable(name + '_weight')
+    common = dict(kernel=(kernel,) * 2, stride=(stride,) * 2, dilate=(1, 1),
+                  pad=(kernel // 2,) * 2, num_filter=channels, num_group=1, layout='NCHW',
+                  name=name)
+    if bias is None:
+        return mx.sym.Convolution(x, weight=weight, no_bias=True, **common)
+    b = mx.sym.Variable(name + '_bias', init=mx.init.Constant(bias))
+    return mx.sym.Convolution(x, weight=weight, bias=b, no_bias=False, **common)
+
+
+def batch_norm(x, name, beta_init=None):
+    """nn.BatchNorm(): gamma, beta and the running statistics as Gluon names them.
+
+    The `init` attributes let `Module.init_params` initialise names it does not know
+    (`*_running_var` is not one of mx.init's patterns) the way Gluon does."""
+    beta = (mx.sym.Variable(name + '_beta', init=mx.init.Constant(beta_init))
+            if beta_init is not None else mx.sym.Variable(name + '_beta'))
+    mean = mx.sym.Variable(name + '_running_mean', init=mx.init.Zero())
+    var = mx.sym.Variable(name + '_running_var', init=mx.init.One())
+    return mx.sym.BatchNorm(x, gamma=mx.sym.Variable(name + '_gamma'), beta=beta,
+                            moving_mean=mean, moving_var=var, name=name, **BN_SETTINGS)
+
+
+def apply_ops(x, ops, prefix, index, channels=None, kernel=3, stride=1):
+    """The op sequence `ops` of weight layer `index` (units.make_ops, as symbols)."""
+    for op in ops:
+        if op == 'conv':
+            x = conv(x, '%sconv%s' % (prefix, index), channels, kernel, stride)
+        elif op == 'bn':
+            x = batch_norm(x, '%sbn%s' % (prefix, index))
+        else:
+            x = mx.sym.Activation(x, act_type='relu', name='%srelu%s' % (prefix, index))
+    return x
+
+
+def shortcut_conv(x, prefix, channels, stride, bn, bias=None):
+    """units.ShortcutConv: 1x1 conv, then BN where the placement says so; `bias` (the gate
+    bias b_g of Table 1) is BN's beta with BN, the conv's bias without."""
+    x = conv(x, prefix + 'conv', channels, 1, stride, bias=None if bn else bias)
+    return batch_norm(x, prefix + 'bn', beta_init=bias) if bn else x
+
+
+def zero_pad_shortcut(x, extra_channels, stride, name):
+    """Option A of the first ResNet paper: subsample by `stride`, append zero channels."""
+    if stride > 1:
+        x = mx.sym.slice(x, begin=(None,) * 4, end=(None,) * 4, step=(1, 1, stride, stride),
+                         name=name + 'subsample')
+    zeros = mx.sym.broadcast_to(mx.sym.zeros_like(mx.sym.slice_axis(x, axis=1, begin=0, end=1)),
+                                shape=(0, extra_channels, 0, 0))
+    return mx.sym.concat(x, zeros, dim=1, name=name + 'pad')
+
+
+# ---- Table 1 / Fig. 2: how the shortcut h(x) and the residual F(x) are combined ----
+
+def _gate(s, prefix, channels, bn, opts):
+    """g(x) = sigmoid(W_g x + b_g), W_g a 1x1 conv (Table 1's gating rows)."""
+    return mx.sym.sigmoid(shortcut_conv(s, prefix + 'gate_', channels, 1, bn, opts['gate_bias']))
+
+
+def _add(s, f, prefix, channels, bn, opts):
+    """Fig. 2(a) identity (and the 1x1-conv shortcut, whose conv is in h): h(x) + F(x)."""
+    return s + f
+
+
+def _scale(s, f, prefix, channels, bn, opts):
+    """Fig. 2(b) constant scaling: lambda*x + F, or lambda*x + (1-lambda)*F."""
+    return opts['scale'] * s + (1.0 - opts['scale'] if opts['scale_residual'] else 1.0) * f
+
+
+def _exclusive_gate(s, f, prefix, channels, bn, opts):
+    """Fig. 2(c) exclusive gating: g*F + (1-g)*x."""
+    g = _gate(s, prefix, channels, bn, opts)
+    return g * f + (1 - g) * s
+
+
+def _shortcut_gate(s, f, prefix, channels, bn, opts):
+    """Fig. 2(d) shortcut-only gating: F + (1-g)*x."""
+    return f + (1 - _gate(s, prefix, channels, bn, opts)) * s
+
+
+def _dropout(s, f, prefix, channels, bn, opts):
+    """Fig. 2(f) dropout shortcut: dropout(x, p) + F; dropout acts in training mode only."""
+    return mx.sym.Dropout(s, p=opts['drop_rate'], name=prefix + 'sc_dropout') + f
+
+
+# keyed by the Gluon combiner class of units.SHORTCUTS, so a new row there fails loudly here
+COMBINERS = {Add: _add, Scale: _scale, ExclusiveGate: _exclusive_gate,
+             ShortcutGate: _shortcut_gate, DropoutShortcut: _dropout}
+assert {cls for cls, _ in SHORTCUTS.values()} <= set(COMBINERS), 'a Table 1 shortcut has no symbol'
+
+
+def residual_unit(x, prefix, in_channels, channels, stride, block='basic', placement='full_preact',
+                  shortcut='identity', preact='own', projection='B', bottleneck_stride='1x1',
+                  **shortcut_opts):
+    """One unit (Eqn. 1-2, Fig. 4), the symbol twin of units.ResidualUnit.
+
+    preact 'shared': where the unit changes width or stride, its pre-activation is applied
+    before the split and the projection reads the pre-activated tensor; 'none': the first
+    unit, pre-activated by the stem; 'own': the clean identity path of Fig. 1(b)."""
+    place = lookup(PLACEMENTS, placement, 'placement')
+    combiner, conv_every_unit = lookup(SHORTCUTS, shortcut, 'shortcut')
+    check_choice(bottleneck_stride, ('1x1', '3x3'), 'bottleneck stride')
+    check_choice(preact, ('own', 'shared', 'none'), 'pre-activation mode')
+    check_choice(projection, ('A', 'B'), 'projection option')
+    layers = lookup(BRANCHES, block, 'block')(bottleneck_stride)
+    opts = dict(SHORTCUT_DEFAULTS, **shortcut_opts)
+    pre = preact_ops(place)
+    # (op, layer index, channels, kernel, stride) for every op of the residual branch F
+    ops = []
+    for i, (kernel, div, strided) in enumerate(layers, 1):
+        pattern = place.last if i == len(layers) else place.layer
+        if i == 1 and preact == 'none':          # the stem's BN-ReLU stands in for it
+            pattern = pattern[len(pre):]
+        ops += [(op, i, channels // div, kernel, stride if strided else 1) for op in pattern]
+    n_pre = len(pre) if preact == 'shared' and pre else 0
+    for op, i, c, k, st in ops[:n_pre]:           # shared by both paths
+        x = apply_ops(x, (op,), prefix, i, c, k, st)
+    f = x
+    for op, i, c, k, st in ops[n_pre:]:
+        f = apply_ops(f, (op,), prefix, i, c, k, st)
+    if conv_every_unit or ((stride != 1 or in_channels != channels) and projection == 'B'):
+        s = shortcut_conv(x, prefix + 'sc_', channels, stride, place.shortcut_bn)
+    elif stride != 1 or in_channels != channels:
+        s = zero_pad_shortcut(x, channels - in_channels, stride, prefix + 'sc_')
+    else:
+        s = x
+    y = COMBINERS[combiner](s, f, prefix, channels, place.shortcut_bn, opts)
+    return apply_ops(y, place.post, prefix, '_post')   # the paper's f after the addition
+
+
+def stem(x, family):
+    """conv-BN-ReLU (3x3/16 CIFAR; 7x7/64 stride 2 + 3x3 max pool ImageNet)."""
+    x = conv(x, 'stem_conv', 16, 3) if family == 'cifar' else conv(x, 'stem_conv', 64, 7, 2)
+    x = mx.sym.Activation(batch_norm(x, 'stem_bn'), act_type='relu', name='stem_relu')
+    if family == 'imagenet':
+        x = mx.sym.Pooling(x, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type='max',
+                           pooling_convention='valid', layout='NCHW', name='stem_pool')
+    return x
+
+
+def resnet_symbol(spec, classes=10, placement='full_preact', shortcut='identity', projection='B',
+                  bottleneck_stride='1x1', **shortcut_opts):
+    """The logits of a ResNet of `spec` (resnet.ArchSpec), the symbol twin of resnet.ResNet:
+    stem BN-ReLU before the first split, shared pre-activations where units reshape, the
+    classifier's pre-activation (extra BN-ReLU in (e)) after the last unit, global average
+    pooling (so any input size works), a fully connected layer."""
+    if classes < 1:
+        raise ValueError('classes must be a positive number, got %d' % classes)
+    place = lookup(PLACEMENTS, placement, 'placement')
+    unit_kw = dict(block=spec.block, placement=placement, shortcut=shortcut,
+                   projection=projection, bottleneck_stride=bottleneck_stride, **shortcut_opts)
+    x = stem(mx.sym.Variable('data'), spec.family)
+    in_channels = 64 if spec.family == 'imagenet' else 16
+    for s, (count, width, stride) in enumerate(zip(spec.units, spec.widths, spec.strides), 1):
+        for u in range(1, count + 1):
+            preact = ('none' if s == 1 else 'shared') if u == 1 else 'own'
+            x = residual_unit(x, 'stage%d_unit%d_' % (s, u), in_channels, width,
+                              stride if u == 1 else 1, preact=preact, **unit_kw)
+            in_channels = width
+    x = apply_ops(x, preact_ops(place), '', '_final')
+    x = mx.sym.Pooling(x, kernel=(1, 1), stride=(1, 1), pad=(0, 0), global_pool=True,
+                       pool_type='avg', pooling_convention='full', layout='NCHW', name='pool')
+    return mx.sym.FullyConnected(x, weight=mx.sym.Variable('fc_weight'),
+                                 bias=mx.sym.Variable('fc_bias'), num_hidden=classes,
+                                 no_bias=False, flatten=True, name='fc')
+
+
+def architecture(name):
+    """The registry's architecture arguments of `name` (depth, family, version[, block])."""
+    if name not in registry.list_models():
+        raise ValueError('unknown model %r: choose one of %s'
+                         % (name, ', '.join(registry.list_models())))
+    # The registry keeps them as functools.partial keywords and has no public accessor;
+    # reading them (rather than parsing the name) keeps one source of truth.
+    return dict(registry._MODELS[name].keywords)
+
+
+def get_symbol(name_or_depth, family='cifar', version='v2', **overrides):
+    """Logits symbol for a registry name (with get_model's overrides) or a depth.
+
+    `get_symbol('cifar_resnet110_v1', shortcut='gate_exclusive')` is the twin of
+    `gluon_resnet_v2.get_model` with the same arguments; `get_symbol(56, 'cifar', 'v2')`
+    the twin of `build_resnet(56, 'cifar', 'v2')`."""
+    if isinstance(name_or_depth, str):
+        arch = dict(architecture(name_or_depth), **overrides)   # overrides win, as in get_model
+    else:
+        arch = dict(overrides, depth=name_or_depth, family=family, version=version)
+    return _build(**arch)
+
+
+def _build(depth, family='cifar', version='v2', block=None, classes=None, placement=None,
+           bottleneck_stride=None, **kwargs):
+    """registry.build_resnet, returning a symbol."""
+    check_choice(family, ('cifar', 'imagenet'), 'family')
+    check_choice(version, tuple(VERSIONS), 'version')
+    unknown = sorted(set(kwargs) - set(OVERRIDES))
+    if unknown:
+        raise ValueError('unknown model option %s: valid options are %s'
+                         % (', '.join(unknown), ', '.join(OVERRIDES)))
+    spec = cifar_spec(depth, block) if family == 'cifar' else imagenet_spec(depth, block)
+    default_classes = 10 if family == 'cifar' else 1000
+    return resnet_symbol(spec, classes=default_classes if classes is None else classes,
+                         placement=placement or VERSIONS[version],
+                         bottleneck_stride=bottleneck_stride or BOTTLENECK_STRIDE[family], **kwargs)
+
+
+def with_softmax(logits):
+    """The Module training head: SoftmaxOutput (label `softmax_label`). Its backward is
+    softmax - onehot per sample, the gradient of the summed cross-entropy."""
+    return mx.sym.SoftmaxOutput(logits, name='softmax')
+
+
+def get_training_symbol(name_or_depth, *args, **overrides):
+    """`get_symbol(...)` with the SoftmaxOutput head, for mx.mod.Module training."""
+    return with_softmax(get_symbol(name_or_depth, *args, **overrides))
