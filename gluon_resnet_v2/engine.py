@@ -19,95 +19,20 @@ import time
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
+from mxnet import gluon
 
 from . import checkpoint, runlog, schedule
 from .devices import contexts
 from .errors import TrainingDiverged, UserError
 from .evaluate import evaluate
 from .factory import build_net, check_dtype, check_model, kvstore_setup
+from .steps import Meter, reseed, sync_running_stats, train_step
 
 # configuration that must not change when a run is resumed (the rest may, e.g. --max-iters)
 FROZEN_ON_RESUME = {'model': None, 'data': ('dataset', 'subset', 'pad', 'crop_size'),
                     'optim': ('optimizer', 'lr', 'momentum', 'wd', 'batch_size', 'warmup_iters',
                               'warmup_lr', 'lr_steps', 'lr_factor', 'dtype'),
                     'run': ('seed',)}
-
-
-def reseed(seed, iteration):
-    """Seed MXNet's generators (dropout) as a function of the position in the run."""
-    mx.random.seed(int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0]))
-
-
-class Meter:
-    """Running sums of loss and errors of the current log interval, kept on the devices so
-    accumulating costs no host sync; `state()` is the sync point. Sums are saved and
-    restored per device, so a resumed run adds the same float32 numbers in the same order."""
-
-    def __init__(self, ctxs, saved=None):
-        self.ctxs = ctxs
-        self.loss = [mx.nd.zeros(1, ctx=c) for c in ctxs]
-        self.err = [mx.nd.zeros(1, ctx=c) for c in ctxs]
-        self.images = 0
-        if saved:
-            for key, sums in (('loss', self.loss), ('err', self.err)):
-                values = list(saved[key])
-                if len(values) != len(ctxs):       # resumed on another number of devices
-                    values = [sum(values)] + [0.0] * (len(ctxs) - 1)
-                for v, s in zip(values, sums):
-                    s[:] = v
-            self.images = saved['images']
-
-    def add(self, i, loss, out, label):
-        self.loss[i] += loss.sum()
-        self.err[i] += (out.argmax(axis=1) != label.astype(out.dtype)).sum()
-
-    def state(self):
-        return {'loss': [float(v.asscalar()) for v in self.loss],
-                'err': [float(v.asscalar()) for v in self.err], 'images': self.images}
-
-    def totals(self):
-        s = self.state()
-        return sum(s['loss']), sum(s['err']), s['images']
-
-    def reset(self):
-        for v in self.loss + self.err:
-            v[:] = 0
-        self.images = 0
-
-
-def sync_running_stats(net):
-    """Average the BatchNorm running statistics over the devices.
-
-    Each device normalises its own share of the batch (as the paper's 2 x 64 setup) and so
-    accumulates its own running mean/variance; evaluation and checkpoints need one value.
-    Training-mode forward passes use batch statistics, so training is unaffected."""
-    # BatchNorm writes its running statistics during backward without the engine ordering
-    # later reads after those writes (measured in MXNet 1.9): wait for all pending work.
-    mx.nd.waitall()
-    for p in net.collect_params().values():
-        ctxs = p.list_ctx()
-        if p.grad_req != 'null' or len(ctxs) < 2:
-            continue
-        arrays = [p.data(c) for c in ctxs]
-        mean = mx.nd.add_n(*[a.as_in_context(ctxs[0]) for a in arrays]) / len(arrays)
-        for a in arrays:
-            mean.copyto(a)
-
-
-def train_step(net, trainer, loss_fn, x, y, ctxs, global_batch):
-    """Forward and backward of (x, y) split over `ctxs`, then one optimizer step.
-
-    The losses are per-image sums, so `trainer.step(global_batch)` makes the update the
-    mean over the global batch however many devices (and workers) share it."""
-    xs = gluon.utils.split_and_load(x, ctxs)
-    ys = gluon.utils.split_and_load(y, ctxs)
-    with autograd.record():
-        outs = [net(xi) for xi in xs]
-        losses = [loss_fn(o, yi) for o, yi in zip(outs, ys)]
-    autograd.backward(losses)
-    trainer.step(global_batch)
-    return losses, outs, ys
 
 
 class Run:
@@ -318,8 +243,11 @@ class Run:
                     disable=not (self.progress and self.writer), leave=False)
 
     def _finish(self):
-        summary = dict(iteration=self.iteration, final_test_err=self.last_test[0]
-                       if hasattr(self, 'last_test') else None,
+        if not hasattr(self, 'last_test'):      # rerun of a finished run: from its log
+            tests = [r for r in runlog.read_log(self.run_dir) if r['test_err'] is not None]
+            self.last_test = (tests[-1]['test_err'], tests[-1]['iteration']) if tests else (None,
+                                                                                          None)
+        summary = dict(iteration=self.iteration, final_test_err=self.last_test[0],
                        best_test_err=self.best[0], best_iteration=self.best[1],
                        run_dir=self.run_dir, writer=self.writer, rank=self.rank)
         if self.writer:

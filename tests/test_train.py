@@ -15,7 +15,7 @@ from mxnet import gluon
 
 from gluon_resnet_v2 import checkpoint, cli, schedule
 from gluon_resnet_v2.config import Config, OptimConfig
-from gluon_resnet_v2.engine import train_step
+from gluon_resnet_v2.steps import train_step
 from gluon_resnet_v2.runlog import KEYS, read_log
 from gluon_resnet_v2.train import main as train_main
 

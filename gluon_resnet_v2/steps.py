@@ -1,0 +1,82 @@
+"""One training iteration and the small pieces around it that the engine and the tests
+share: the multi-device step, the on-device running sums of a log interval, the averaging
+of BatchNorm statistics over devices, and the re-seeding that makes dropout resumable."""
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+
+def reseed(seed, iteration):
+    """Seed MXNet's generators (dropout) as a function of the position in the run."""
+    mx.random.seed(int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0]))
+
+
+class Meter:
+    """Running sums of loss and errors of the current log interval, kept on the devices so
+    accumulating costs no host sync; `state()` is the sync point. Sums are saved and
+    restored per device, so a resumed run adds the same float32 numbers in the same order."""
+
+    def __init__(self, ctxs, saved=None):
+        self.ctxs = ctxs
+        self.loss = [mx.nd.zeros(1, ctx=c) for c in ctxs]
+        self.err = [mx.nd.zeros(1, ctx=c) for c in ctxs]
+        self.images = 0
+        if saved:
+            for key, sums in (('loss', self.loss), ('err', self.err)):
+                values = list(saved[key])
+                if len(values) != len(ctxs):       # resumed on another number of devices
+                    values = [sum(values)] + [0.0] * (len(ctxs) - 1)
+                for v, s in zip(values, sums):
+                    s[:] = v
+            self.images = saved['images']
+
+    def add(self, i, loss, out, label):
+        self.loss[i] += loss.sum()
+        self.err[i] += (out.argmax(axis=1) != label.astype(out.dtype)).sum()
+
+    def state(self):
+        return {'loss': [float(v.asscalar()) for v in self.loss],
+                'err': [float(v.asscalar()) for v in self.err], 'images': self.images}
+
+    def totals(self):
+        s = self.state()
+        return sum(s['loss']), sum(s['err']), s['images']
+
+    def reset(self):
+        for v in self.loss + self.err:
+            v[:] = 0
+        self.images = 0
+
+
+def sync_running_stats(net):
+    """Average the BatchNorm running statistics over the devices.
+
+    Each device normalises its own share of the batch (as the paper's 2 x 64 setup) and so
+    accumulates its own running mean/variance; evaluation and checkpoints need one value.
+    Training-mode forward passes use batch statistics, so training is unaffected."""
+    # BatchNorm writes its running statistics during backward without the engine ordering
+    # later reads after those writes (measured in MXNet 1.9): wait for all pending work.
+    mx.nd.waitall()
+    for p in net.collect_params().values():
+        ctxs = p.list_ctx()
+        if p.grad_req != 'null' or len(ctxs) < 2:
+            continue
+        arrays = [p.data(c) for c in ctxs]
+        mean = mx.nd.add_n(*[a.as_in_context(ctxs[0]) for a in arrays]) / len(arrays)
+        for a in arrays:
+            mean.copyto(a)
+
+
+def train_step(net, trainer, loss_fn, x, y, ctxs, global_batch):
+    """Forward and backward of (x, y) split over `ctxs`, then one optimizer step.
+
+    The losses are per-image sums, so `trainer.step(global_batch)` makes the update the
+    mean over the global batch however many devices (and workers) share it."""
+    xs = gluon.utils.split_and_load(x, ctxs)
+    ys = gluon.utils.split_and_load(y, ctxs)
+    with autograd.record():
+        outs = [net(xi) for xi in xs]
+        losses = [loss_fn(o, yi) for o, yi in zip(outs, ys)]
+    autograd.backward(losses)
+    trainer.step(global_batch)
+    return losses, outs, ys
