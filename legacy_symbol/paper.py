@@ -4,8 +4,8 @@ He et al. 2016, "Identity Mappings in Deep Residual Networks": every activation 
 of Table 2 / Fig. 4 (a)-(e), every shortcut of Table 1 / Fig. 2, basic / bottleneck /
 1-layer units, CIFAR and ImageNet, any valid depth. The unit and network logic mirror
 `gluon_resnet_v2.models.units.ResidualUnit` and `...resnet.ResNet` line by line, and the
-tables (PLACEMENTS, SHORTCUTS, BRANCHES, depth formulas, registry defaults) are imported
-from there, never copied, so the two builders cannot drift apart silently.
+tables (PLACEMENTS, SHORTCUTS, the unit plan, depth formulas, registry defaults) are
+imported from there, never copied, so the two builders cannot drift apart silently.
 
 Every argument / auxiliary state is an explicit `mx.sym.Variable` named exactly like the
 Gluon parameter (`stage2_unit1_conv1_weight`, `stem_bn_running_mean`, `fc_bias`): by
@@ -18,11 +18,9 @@ default `mx.sym.BatchNorm` would call its statistics `*_moving_mean`, Gluon call
 import mxnet as mx
 
 from gluon_resnet_v2.models import registry
-from gluon_resnet_v2.models.registry import BOTTLENECK_STRIDE, OVERRIDES, VERSIONS
-from gluon_resnet_v2.models.resnet import cifar_spec, imagenet_spec
-from gluon_resnet_v2.models.units import (BRANCHES, PLACEMENTS, SHORTCUT_DEFAULTS, SHORTCUTS, Add,
-                                          DropoutShortcut, ExclusiveGate, Scale, ShortcutGate,
-                                          check_choice, lookup, preact_ops)
+from gluon_resnet_v2.models.units import (PLACEMENTS, SHORTCUTS, Add, DropoutShortcut,
+                                          ExclusiveGate, Scale, ShortcutGate, lookup,
+                                          preact_ops, unit_plan)
 
 # Gluon's nn.BatchNorm defaults; mx.sym.BatchNorm's own are eps=1e-3 and fix_gamma=True,
 # which would silently change every unit (the notes network in notes.py has them).
@@ -133,34 +131,21 @@ def residual_unit(x, prefix, in_channels, channels, stride, block='basic', place
     preact 'shared': where the unit changes width or stride, its pre-activation is applied
     before the split and the projection reads the pre-activated tensor; 'none': the first
     unit, pre-activated by the stem; 'own': the clean identity path of Fig. 1(b)."""
-    place = lookup(PLACEMENTS, placement, 'placement')
-    combiner, conv_every_unit = lookup(SHORTCUTS, shortcut, 'shortcut')
-    check_choice(bottleneck_stride, ('1x1', '3x3'), 'bottleneck stride')
-    check_choice(preact, ('own', 'shared', 'none'), 'pre-activation mode')
-    check_choice(projection, ('A', 'B'), 'projection option')
-    layers = lookup(BRANCHES, block, 'block')(bottleneck_stride)
-    opts = dict(SHORTCUT_DEFAULTS, **shortcut_opts)
-    pre = preact_ops(place)
-    # (op, layer index, channels, kernel, stride) for every op of the residual branch F
-    ops = []
-    for i, (kernel, div, strided) in enumerate(layers, 1):
-        pattern = place.last if i == len(layers) else place.layer
-        if i == 1 and preact == 'none':          # the stem's BN-ReLU stands in for it
-            pattern = pattern[len(pre):]
-        ops += [(op, i, channels // div, kernel, stride if strided else 1) for op in pattern]
-    n_pre = len(pre) if preact == 'shared' and pre else 0
-    for op, i, c, k, st in ops[:n_pre]:           # shared by both paths
+    plan = unit_plan(in_channels, channels, stride, block, placement, shortcut, preact,
+                     projection, bottleneck_stride, **shortcut_opts)
+    for op, i, c, k, st in plan.ops[:plan.n_pre]:      # shared by both paths
         x = apply_ops(x, (op,), prefix, i, c, k, st)
     f = x
-    for op, i, c, k, st in ops[n_pre:]:
+    for op, i, c, k, st in plan.ops[plan.n_pre:]:
         f = apply_ops(f, (op,), prefix, i, c, k, st)
-    if conv_every_unit or ((stride != 1 or in_channels != channels) and projection == 'B'):
-        s = shortcut_conv(x, prefix + 'sc_', channels, stride, place.shortcut_bn)
-    elif stride != 1 or in_channels != channels:
+    if plan.shortcut == 'conv':
+        s = shortcut_conv(x, prefix + 'sc_', channels, stride, plan.place.shortcut_bn)
+    elif plan.shortcut == 'pad':
         s = zero_pad_shortcut(x, channels - in_channels, stride, prefix + 'sc_')
     else:
         s = x
-    y = COMBINERS[combiner](s, f, prefix, channels, place.shortcut_bn, opts)
+    y = COMBINERS[plan.combiner](s, f, prefix, channels, plan.place.shortcut_bn, plan.opts)
+    place = plan.place
     return apply_ops(y, place.post, prefix, '_post')   # the paper's f after the addition
 
 
@@ -201,16 +186,6 @@ def resnet_symbol(spec, classes=10, placement='full_preact', shortcut='identity'
                                  no_bias=False, flatten=True, name='fc')
 
 
-def architecture(name):
-    """The registry's architecture arguments of `name` (depth, family, version[, block])."""
-    if name not in registry.list_models():
-        raise ValueError('unknown model %r: choose one of %s'
-                         % (name, ', '.join(registry.list_models())))
-    # The registry keeps them as functools.partial keywords and has no public accessor;
-    # reading them (rather than parsing the name) keeps one source of truth.
-    return dict(registry._MODELS[name].keywords)
-
-
 def get_symbol(name_or_depth, family='cifar', version='v2', **overrides):
     """Logits symbol for a registry name (with get_model's overrides) or a depth.
 
@@ -218,26 +193,16 @@ def get_symbol(name_or_depth, family='cifar', version='v2', **overrides):
     `gluon_resnet_v2.get_model` with the same arguments; `get_symbol(56, 'cifar', 'v2')`
     the twin of `build_resnet(56, 'cifar', 'v2')`."""
     if isinstance(name_or_depth, str):
-        arch = dict(architecture(name_or_depth), **overrides)   # overrides win, as in get_model
+        arch = dict(registry.architecture(name_or_depth), **overrides)   # overrides win, as in get_model
     else:
         arch = dict(overrides, depth=name_or_depth, family=family, version=version)
     return _build(**arch)
 
 
-def _build(depth, family='cifar', version='v2', block=None, classes=None, placement=None,
-           bottleneck_stride=None, **kwargs):
+def _build(depth, family='cifar', version='v2', **options):
     """registry.build_resnet, returning a symbol."""
-    check_choice(family, ('cifar', 'imagenet'), 'family')
-    check_choice(version, tuple(VERSIONS), 'version')
-    unknown = sorted(set(kwargs) - set(OVERRIDES))
-    if unknown:
-        raise ValueError('unknown model option %s: valid options are %s'
-                         % (', '.join(unknown), ', '.join(OVERRIDES)))
-    spec = cifar_spec(depth, block) if family == 'cifar' else imagenet_spec(depth, block)
-    default_classes = 10 if family == 'cifar' else 1000
-    return resnet_symbol(spec, classes=default_classes if classes is None else classes,
-                         placement=placement or VERSIONS[version],
-                         bottleneck_stride=bottleneck_stride or BOTTLENECK_STRIDE[family], **kwargs)
+    spec, kwargs = registry.resolve(depth, family, version, **options)
+    return resnet_symbol(spec, **kwargs)
 
 
 def with_softmax(logits):

@@ -18,6 +18,8 @@ from mxnet import autograd, gluon
 
 import gluon_resnet_v2 as grv
 
+from gluon_resnet_v2.models import registry
+
 from . import paper, weights
 
 # One case: the network, its starting weights (numpy float32) and one batch.
@@ -30,7 +32,7 @@ def make_case(name, overrides, batch, seed):
     """He-initialised weights with randomised BN gamma/beta/statistics, and a batch."""
     net = grv.init_model(grv.get_model(name, **overrides))
     rng = np.random.RandomState(seed)
-    size = INPUT_SIZE[paper.architecture(name)['family']]
+    size = INPUT_SIZE[registry.architecture(name)['family']]
     x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
     net(mx.nd.array(x[:1]))                       # completes the deferred shapes
     randomise_batchnorm(net, rng)

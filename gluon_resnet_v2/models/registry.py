@@ -25,12 +25,12 @@ OVERRIDES = ('classes', 'placement', 'shortcut', 'projection', 'bottleneck_strid
 _MODELS = {}
 
 
-def build_resnet(depth, family='cifar', version='v2', block=None, classes=None, placement=None,
-                 bottleneck_stride=None, **kwargs):
-    """A ResNet of any valid depth: CIFAR 6n+2 / 9n+2 / 3n+2 (1layer), ImageNet 18..200.
+def resolve(depth, family='cifar', version='v2', block=None, classes=None, placement=None,
+            bottleneck_stride=None, **kwargs):
+    """(ArchSpec, keyword arguments of the network) for a depth and its options, checked.
 
-    Uninitialised; call `net.initialize(mx.init.MSRAPrelu())` (He initialisation), as
-    `gluon_resnet_v2.init_model` does."""
+    Shared by `build_resnet` and the symbol builder of legacy_symbol, so both read the
+    same defaults and reject the same mistakes."""
     check_choice(family, ('cifar', 'imagenet'), 'family')
     check_choice(version, tuple(VERSIONS), 'version')
     unknown = sorted(set(kwargs) - set(OVERRIDES))
@@ -39,9 +39,25 @@ def build_resnet(depth, family='cifar', version='v2', block=None, classes=None, 
                          % (', '.join(unknown), ', '.join(OVERRIDES)))
     spec = cifar_spec(depth, block) if family == 'cifar' else imagenet_spec(depth, block)
     default_classes = 10 if family == 'cifar' else 1000
-    return ResNet(spec, classes=default_classes if classes is None else classes,
-                  placement=placement or VERSIONS[version],
-                  bottleneck_stride=bottleneck_stride or BOTTLENECK_STRIDE[family], **kwargs)
+    return spec, dict(kwargs, classes=default_classes if classes is None else classes,
+                      placement=placement or VERSIONS[version],
+                      bottleneck_stride=bottleneck_stride or BOTTLENECK_STRIDE[family])
+
+
+def build_resnet(depth, family='cifar', version='v2', **options):
+    """A ResNet of any valid depth: CIFAR 6n+2 / 9n+2 / 3n+2 (1layer), ImageNet 18..200.
+
+    Uninitialised; call `net.initialize(mx.init.MSRAPrelu())` (He initialisation), as
+    `gluon_resnet_v2.init_model` does."""
+    spec, kwargs = resolve(depth, family, version, **options)
+    return ResNet(spec, **kwargs)
+
+
+def architecture(name):
+    """The architecture arguments of a registered name: depth, family, version[, block]."""
+    if name not in _MODELS:
+        raise ValueError('unknown model %r: choose one of %s' % (name, ', '.join(list_models())))
+    return dict(_MODELS[name].keywords)
 
 
 def _register(name, **arch):

@@ -189,6 +189,43 @@ BRANCHES = {
 }
 
 
+# What a unit is made of, computed once for both builders (this Gluon block and the
+# symbol twin in legacy_symbol/paper.py): `ops` lists every op of the residual branch as
+# (op, weight-layer index, channels, kernel, stride); the first `n_pre` of them are the
+# pre-activation shared by both paths; `shortcut` is 'conv' (1x1), 'pad' (option A) or None.
+UnitPlan = namedtuple('UnitPlan', 'place combiner ops n_pre shortcut opts')
+
+
+def unit_plan(in_channels, channels, stride, block='basic', placement='full_preact',
+              shortcut='identity', preact='own', projection='B', bottleneck_stride='1x1',
+              **shortcut_opts):
+    """The UnitPlan of a residual unit; ValueError naming the choices for a bad option."""
+    place = lookup(PLACEMENTS, placement, 'placement')
+    combiner, conv_every_unit = lookup(SHORTCUTS, shortcut, 'shortcut')
+    check_choice(bottleneck_stride, ('1x1', '3x3'), 'bottleneck stride')
+    check_choice(preact, ('own', 'shared', 'none'), 'pre-activation mode')
+    check_choice(projection, ('A', 'B'), 'projection option')
+    layers = lookup(BRANCHES, block, 'block')(bottleneck_stride)
+    unknown = sorted(set(shortcut_opts) - set(SHORTCUT_DEFAULTS))
+    if unknown:
+        raise ValueError('unknown shortcut option %s: choose from %s'
+                         % (', '.join(unknown), ', '.join(sorted(SHORTCUT_DEFAULTS))))
+    pre = preact_ops(place)
+    ops = []
+    for i, (kernel, div, strided) in enumerate(layers, 1):
+        pattern = place.last if i == len(layers) else place.layer
+        if i == 1 and preact == 'none':   # the stem's BN-ReLU stands in for it
+            pattern = pattern[len(pre):]
+        ops += [(op, i, channels // div, kernel, stride if strided else 1) for op in pattern]
+    reshapes = stride != 1 or in_channels != channels
+    if conv_every_unit or (reshapes and projection == 'B'):
+        kind = 'conv'
+    else:
+        kind = 'pad' if reshapes else None
+    n_pre = len(pre) if preact == 'shared' and pre else 0
+    return UnitPlan(place, combiner, ops, n_pre, kind, dict(SHORTCUT_DEFAULTS, **shortcut_opts))
+
+
 class ResidualUnit(HybridBlock):
     """One residual unit (paper Eqn. 1-2, Fig. 4): `block` x `placement` x `shortcut`.
 
@@ -206,34 +243,21 @@ class ResidualUnit(HybridBlock):
                  shortcut='identity', preact='own', projection='B', bottleneck_stride='1x1',
                  prefix=None, **shortcut_opts):
         super().__init__(prefix=prefix)
-        place = lookup(PLACEMENTS, placement, 'placement')
-        combiner, conv_every_unit = lookup(SHORTCUTS, shortcut, 'shortcut')
-        check_choice(bottleneck_stride, ('1x1', '3x3'), 'bottleneck stride')
-        check_choice(preact, ('own', 'shared', 'none'), 'pre-activation mode')
-        check_choice(projection, ('A', 'B'), 'projection option')
-        layers = lookup(BRANCHES, block, 'block')(bottleneck_stride)
-        opts = dict(SHORTCUT_DEFAULTS, **shortcut_opts)
-        reshapes = stride != 1 or in_channels != channels
-        pre = preact_ops(place)
-        self._shared = preact == 'shared' and bool(pre)
+        plan = unit_plan(in_channels, channels, stride, block, placement, shortcut, preact,
+                         projection, bottleneck_stride, **shortcut_opts)
         with self.name_scope():
-            ops = []
-            for i, (kernel, div, strided) in enumerate(layers, 1):
-                pattern = place.last if i == len(layers) else place.layer
-                if i == 1 and preact == 'none':   # the stem's BN-ReLU stands in for it
-                    pattern = pattern[len(pre):]
-                ops += make_ops(pattern, i, channels // div, kernel, stride if strided else 1)
-            n_pre = len(pre) if self._shared else 0
-            self.preact = sequential(ops[:n_pre], prefix='')
-            self.body = sequential(ops[n_pre:], prefix='')
-            if conv_every_unit or (reshapes and projection == 'B'):
-                self.shortcut = ShortcutConv(channels, stride, place.shortcut_bn, prefix='sc_')
-            elif reshapes:
+            ops = [b for op, i, c, k, st in plan.ops for b in make_ops((op,), i, c, k, st)]
+            self.preact = sequential(ops[:plan.n_pre], prefix='')
+            self.body = sequential(ops[plan.n_pre:], prefix='')
+            if plan.shortcut == 'conv':
+                self.shortcut = ShortcutConv(channels, stride, plan.place.shortcut_bn,
+                                             prefix='sc_')
+            elif plan.shortcut == 'pad':
                 self.shortcut = ZeroPadShortcut(channels - in_channels, stride, prefix='sc_')
             else:
                 self.shortcut = None
-            self.combine = combiner(channels, place.shortcut_bn, opts, prefix='')
-            self.post = sequential(make_ops(place.post, '_post'), prefix='')
+            self.combine = plan.combiner(channels, plan.place.shortcut_bn, plan.opts, prefix='')
+            self.post = sequential(make_ops(plan.place.post, '_post'), prefix='')
 
     def hybrid_forward(self, F, x):
         x = self.preact(x)   # empty unless the pre-activation is shared by both paths
