@@ -39,7 +39,7 @@ def plot_runs(runs, out_path, title=None):
         raise ValueError('no log records to plot in %s' % ', '.join(map(str, runs.values())))
     loss_ax.set_xlabel('iteration')
     loss_ax.set_ylabel('training loss (dashed)')
-    err_ax.set_ylabel('test error %% (solid)')
+    err_ax.set_ylabel('test error % (solid)')
     handles = loss_ax.get_legend_handles_labels()
     more = err_ax.get_legend_handles_labels()
     err_ax.legend(handles[0] + more[0], handles[1] + more[1], loc='upper right', fontsize=8)
