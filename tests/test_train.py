@@ -456,3 +456,31 @@ def test_dist_sync_two_workers_train_one_run(tmp_path):
     assert state['iteration'] == 4 and state['config']['run']['kvstore'] == 'dist_sync'
     # each worker logs the mean over its own half of the global batch (16 of 32 images)
     assert all(np.isfinite(r['train_loss']) for r in records if r['train_loss'] is not None)
+
+
+# ------------------------------------------------------------------ ImageNet path
+
+def test_imagenet_run_and_any_test_crop(tmp_path, capsys):
+    """resnet18_v2 on a tiny RecordIO set: trains with top-1/top-5 evaluation, and the
+    fully convolutional net evaluates on a larger test crop than it was trained on."""
+    from test_data import write_rec         # tests/ is on sys.path under pytest
+    from gluon_resnet_v2 import evaluate
+    rng = np.random.default_rng(0)
+    write_rec(tmp_path, 'train', 16, rng)
+    write_rec(tmp_path, 'val', 8, rng)
+    run_dir = tmp_path / 'run'
+    code, out, err = run_cli(['--dataset', 'imagenet', '--data-dir', tmp_path, '--model',
+                              'resnet18_v2', '--crop-size', '32', '--test-crop', '32',
+                              '--batch-size', '8', '--max-iters', '2', '--warmup-iters', '0',
+                              '--num-workers', '0', '--run-dir', run_dir], capsys)
+    assert code == 0, err
+    state = checkpoint.load(str(run_dir / checkpoint.LATEST))
+    assert state['params']['fc_weight'].shape == (4, 512)       # classes from the labels
+    for crop in (32, 64):
+        code, out, err = run_cli(['--run-dir', run_dir, '--which', 'latest', '--test-crop', crop,
+                                  '--batch-size', '4', '--json'], capsys, evaluate.main)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result['images'] == 8
+        # 4 classes: the top-5 set holds every class, so top-5 error is 0
+        assert 0 <= result['top1_err'] <= 1 and result['top5_err'] == 0
