@@ -50,5 +50,9 @@ def equivalence_cmd(models, batch, seed, mkldnn, out):
     sys.exit(0 if report['passed'] else 1)
 
 
+from gluon_resnet_v2.bench_speed import speed_cmd; cli.add_command(speed_cmd)  # noqa: E402,E702
+from legacy_symbol.notes_vs_paper import notes_cmd; cli.add_command(notes_cmd)  # noqa: E402,E702
+from gluon_resnet_v2.compare_train import train_cmd; cli.add_command(train_cmd)  # noqa: E402,E702
+
 if __name__ == '__main__':
     cli()

@@ -13,7 +13,6 @@ batch) (data/loader.py); MXNet's generator (dropout) is re-seeded from (seed, it
 at the start and after every checkpoint; and a checkpoint holds the optimizer state and
 the running sums of the current log interval (checkpoint.py).
 """
-import contextlib
 import os
 import time
 
@@ -26,7 +25,7 @@ from .devices import contexts
 from .errors import TrainingDiverged, UserError
 from .evaluate import evaluate
 from .factory import build_net, check_dtype, check_model, kvstore_setup
-from .steps import Meter, reseed, sync_running_stats, train_step
+from .steps import Meter, loop, reseed, sync_running_stats, train_step
 
 # configuration that must not change when a run is resumed (the rest may, e.g. --max-iters)
 FROZEN_ON_RESUME = {'model': None, 'data': ('dataset', 'subset', 'pad', 'crop_size'),
@@ -82,7 +81,11 @@ class Run:
         if self.cfg.run.hybridize:
             self.net.hybridize(static_alloc=True, static_shape=True)
         self.iteration = saved['iteration'] if saved else 0
-        self.trainer = gluon.Trainer(self.net.collect_params(), self.cfg.optim.optimizer,
+        # Only trainable parameters go to the Trainer: at its first step it broadcasts
+        # every parameter it holds from device 0, and for BN running statistics that copy
+        # races with (and wipes) the first iteration's update of them on every device.
+        trainable = [p for p in self.net.collect_params().values() if p.grad_req != 'null']
+        self.trainer = gluon.Trainer(trainable, self.cfg.optim.optimizer,
                                      schedule.optimizer_params(self.cfg.optim, self.iteration),
                                      kvstore=self.kv,
                                      update_on_kvstore=False if self.workers > 1 else None)
@@ -156,17 +159,7 @@ class Run:
         self.started, self.tick, self.paused = time.time(), time.time(), 0.0
         self._inflight = None
         try:
-            while self.iteration < self.max_iters:
-                epoch, first = divmod(self.iteration, self.steps)
-                batches = self.data.train_batches(self.batch, self.cfg.run.seed, epoch, first)
-                with contextlib.closing(batches):
-                    for x, y in batches:
-                        self.step(x, y)
-                        self.iteration += 1
-                        bar.update(1)
-                        self._after_step(bar)
-                        if self.iteration >= self.max_iters:
-                            break
+            loop(self, bar)
         finally:
             bar.close()
             self.data.close()
@@ -176,7 +169,7 @@ class Run:
         """Seconds this run has spent so far, over all its sessions (the log's `time`)."""
         return self.elapsed + time.time() - self.started
 
-    def _after_step(self, bar):
+    def after_step(self, bar):
         it, run = self.iteration, self.cfg.run
         done = it >= self.max_iters
         if it % run.log_interval == 0 or done:

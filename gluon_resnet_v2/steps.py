@@ -1,6 +1,8 @@
 """One training iteration and the small pieces around it that the engine and the tests
 share: the multi-device step, the on-device running sums of a log interval, the averaging
 of BatchNorm statistics over devices, and the re-seeding that makes dropout resumable."""
+import contextlib
+
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
@@ -80,3 +82,20 @@ def train_step(net, trainer, loss_fn, x, y, ctxs, global_batch):
     autograd.backward(losses)
     trainer.step(global_batch)
     return losses, outs, ys
+
+
+def loop(run, bar):
+    """Iterations run.iteration .. run.max_iters - 1, epoch by epoch from the exact batch
+    where the run stands. `run` provides data, batch, steps, max_iters, cfg, step(x, y) and
+    after_step(bar): the Gluon engine and the Module trainer share this loop."""
+    while run.iteration < run.max_iters:
+        epoch, first = divmod(run.iteration, run.steps)
+        batches = run.data.train_batches(run.batch, run.cfg.run.seed, epoch, first)
+        with contextlib.closing(batches):
+            for x, y in batches:
+                run.step(x, y)
+                run.iteration += 1
+                bar.update(1)
+                run.after_step(bar)
+                if run.iteration >= run.max_iters:
+                    break

@@ -484,3 +484,22 @@ def test_imagenet_run_and_any_test_crop(tmp_path, capsys):
         assert result['images'] == 8
         # 4 classes: the top-5 set holds every class, so top-5 error is 0
         assert 0 <= result['top1_err'] <= 1 and result['top5_err'] == 0
+
+
+def test_first_iteration_updates_bn_statistics_on_every_device(tmp_path, capsys):
+    """The running mean after one iteration is 0.1 x the batch mean; averaged over two
+    devices with equal halves it equals the one-device value. (A Trainer broadcasting BN
+    statistics at its first step used to wipe that update: all zeros.)"""
+    means = {}
+    for n in (1, 2):
+        run_dir = tmp_path / str(n)
+        code, _, err = run_cli(QUICK + ['--cpus', n, '--max-iters', '1', '--eval-interval', '0',
+                                        '--run-dir', run_dir], capsys)
+        assert code == 0, err
+        means[n] = checkpoint.load(str(run_dir / checkpoint.LATEST))['params']
+    # the stem's BN sees the same conv outputs either way: its mean must match exactly;
+    # later BNs see inputs normalised per device, so only "updated" is checked there
+    np.testing.assert_allclose(means[2]['stem_bn_running_mean'], means[1]['stem_bn_running_mean'],
+                               rtol=1e-4, atol=1e-6)
+    for name in ('stem_bn_running_mean', 'stage2_unit1_bn1_running_mean', 'bn_final_running_mean'):
+        assert np.abs(means[2][name]).max() > 1e-3, name
