@@ -75,10 +75,9 @@ def parse_case(text):
 
 # ---- the subprocess side: one variant, one case ----
 
-def _optimizer_params(batch):
+def _optim(batch):
     from .config import OptimConfig
-    from .schedule import optimizer_params
-    return optimizer_params(OptimConfig(batch_size=batch))     # NAG, lr 0.1, momentum 0.9, wd 1e-4
+    return OptimConfig(batch_size=batch)     # NAG, lr 0.1, momentum 0.9, wd 1e-4
 
 
 def gluon_step(name, batch, hybridize):
@@ -87,12 +86,13 @@ def gluon_step(name, batch, hybridize):
     from mxnet import gluon
 
     from . import get_model, init_model
+    from .schedule import optimizer_params
     from .steps import train_step
     net = init_model(get_model(name, classes=CLASSES))
     net(mx.nd.zeros((1,) + INPUT_SHAPE))                      # finish deferred shapes
     if hybridize:
         net.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(net.collect_params(), 'nag', _optimizer_params(batch),
+    trainer = gluon.Trainer(net.collect_params(), 'nag', optimizer_params(_optim(batch)),
                             kvstore='device')
     loss_fn, ctxs = gluon.loss.SoftmaxCrossEntropyLoss(), [mx.cpu()]
 
@@ -106,15 +106,13 @@ def module_step(name, batch):
     import mxnet as mx
 
     from . import he_init
+    from .schedule import module_optimizer
     from legacy_symbol import paper
     mod = mx.mod.Module(paper.get_training_symbol(name, classes=CLASSES), context=mx.cpu())
     mod.bind([mx.io.DataDesc('data', (batch,) + INPUT_SHAPE)],
              [mx.io.DataDesc('softmax_label', (batch,))])    # reads the MXNET_* variables
     mod.init_params(initializer=he_init())
-    # an Optimizer object, not the name: by name Module exempts biases and BN betas from
-    # weight decay; the Gluon Trainer (and the paper) decay every parameter
-    mod.init_optimizer(optimizer=mx.optimizer.create('nag', rescale_grad=1.0 / batch,
-                                                     **_optimizer_params(batch)))
+    mod.init_optimizer(optimizer=module_optimizer(_optim(batch)))   # decays every parameter
 
     def step(x, y):
         mod.forward(mx.io.DataBatch([x], [y]), is_train=True)

@@ -25,7 +25,8 @@ from .devices import contexts
 from .errors import TrainingDiverged, UserError
 from .evaluate import evaluate
 from .factory import build_net, check_dtype, check_model, kvstore_setup
-from .steps import Meter, loop, reseed, sync_running_stats, train_step
+from .steps import (Meter, input_size, local_batch, loop, reseed, sync_running_stats,
+                    train_step)
 
 # configuration that must not change when a run is resumed (the rest may, e.g. --max-iters)
 FROZEN_ON_RESUME = {'model': None, 'data': ('dataset', 'subset', 'pad', 'crop_size'),
@@ -49,22 +50,12 @@ class Run:
         from .data import build_data                 # decoding happens here, after the
         self.data = build_data(cfg.data)             # config and devices were checked
         self.batch = cfg.optim.batch_size
-        self.local_batch = self._local_batch()
+        self.local_batch = local_batch(self.batch, self.workers, len(self.ctxs))
         self.steps = self.data.steps_per_epoch(self.batch)
         self.max_iters = (cfg.optim.epochs * self.steps if cfg.optim.epochs
                           else cfg.optim.max_iters)
         self.net = build_net(cfg.model, cfg.data.dataset, self.data.classes)
         self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-
-    def _local_batch(self):
-        per_worker, rest = divmod(self.batch, self.workers * len(self.ctxs))
-        if rest or not per_worker:
-            raise UserError('--batch-size %d cannot be split evenly over %d device(s)%s: use a '
-                            'multiple of %d' % (self.batch, len(self.ctxs),
-                                                ' x %d workers' % self.workers
-                                                if self.workers > 1 else '',
-                                                self.workers * len(self.ctxs)))
-        return per_worker * len(self.ctxs)
 
     # ---- set-up: fresh or from the latest checkpoint
     def start(self):
@@ -98,14 +89,12 @@ class Run:
         if self.writer:
             if saved:
                 self.log.truncate_after(self.iteration)    # redo what followed the checkpoint
-            self._write_config()
+            runlog.write_config(self.run_dir, self.cfg.to_dict())
         reseed(self.cfg.run.seed, self.iteration)
         return saved is not None
 
     def input_size(self):
-        if self.cfg.data.dataset == 'imagenet':
-            return (self.cfg.data.crop_size,) * 2
-        return tuple(self.data.train_x.shape[1:3])
+        return input_size(self.cfg, self.data)
 
     def _saved_state(self):
         latest = checkpoint.path(self.run_dir, 'latest')
@@ -127,14 +116,6 @@ class Run:
                             'train on, or use a new --run-dir' % (latest, state['iteration'],
                                                                  self.max_iters))
         return state
-
-    def _write_config(self):
-        import yaml
-        os.makedirs(self.run_dir, exist_ok=True)
-        tmp = os.path.join(self.run_dir, '.config.yaml.tmp')
-        with open(tmp, 'w') as f:
-            yaml.safe_dump(as_yaml(self.cfg.to_dict()), f, sort_keys=False)
-        os.replace(tmp, os.path.join(self.run_dir, 'config.yaml'))
 
     # ---- the loop
     def step(self, x, y):
@@ -262,13 +243,6 @@ def check_same_config(saved, current, where):
                     '%s was written with %s.%s = %r, this command asks for %r: rerun with the '
                     "run's own settings (see its config.yaml), or use a new --run-dir"
                     % (where, section, key, old, new))
-
-
-def as_yaml(d):
-    """Tuples as lists, so config.yaml reads back into the same Config."""
-    if isinstance(d, dict):
-        return {k: as_yaml(v) for k, v in d.items()}
-    return list(d) if isinstance(d, tuple) else d
 
 
 def fit(cfg, progress=True, echo=print):

@@ -44,6 +44,23 @@ class JsonlLog:
         os.replace(tmp, self.path)
 
 
+def write_config(run_dir, config):
+    """`config.yaml` (a Config's dict; tuples as lists, so `--config` reads it back),
+    written to a temporary name and renamed into place."""
+    import yaml
+    os.makedirs(run_dir, exist_ok=True)
+    tmp = os.path.join(run_dir, '.config.yaml.tmp')
+    with open(tmp, 'w') as f:
+        yaml.safe_dump(_lists(config), f, sort_keys=False)
+    os.replace(tmp, os.path.join(run_dir, 'config.yaml'))
+
+
+def _lists(d):
+    if isinstance(d, dict):
+        return {k: _lists(v) for k, v in d.items()}
+    return list(d) if isinstance(d, tuple) else d
+
+
 def read_log(path):
     """The records of a log.jsonl (a run dir is accepted too); a torn last line is skipped."""
     if os.path.isdir(path):

@@ -39,3 +39,14 @@ def optimizer_params(optim, steps_done=0):
     if optim.dtype == 'float16':
         params['multi_precision'] = True     # float32 master weights for float16 training
     return params
+
+
+def module_optimizer(optim):
+    """The optimizer object for `mx.mod.Module.init_optimizer`.
+
+    Passed as an object, not by name: by name Module exempts from weight decay every
+    parameter not ending in `_weight`/`_gamma` (biases, BN betas), while the Gluon Trainer
+    and the paper's code decay them all. SoftmaxOutput's gradient is per image, so the
+    update is scaled by the batch."""
+    return mx.optimizer.create(optim.optimizer, rescale_grad=1.0 / optim.batch_size,
+                               **optimizer_params(optim))

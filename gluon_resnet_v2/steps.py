@@ -7,6 +7,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from .errors import UserError
+
 
 def reseed(seed, iteration):
     """Seed MXNet's generators (dropout) as a function of the position in the run."""
@@ -82,6 +84,23 @@ def train_step(net, trainer, loss_fn, x, y, ctxs, global_batch):
     autograd.backward(losses)
     trainer.step(global_batch)
     return losses, outs, ys
+
+
+def local_batch(batch, workers, devices):
+    """Images of the global batch one worker processes: an equal share per device."""
+    per_device, rest = divmod(batch, workers * devices)
+    if rest or not per_device:
+        raise UserError('--batch-size %d cannot be split evenly over %d device(s)%s: use a '
+                        'multiple of %d' % (batch, devices, ' x %d workers' % workers
+                                            if workers > 1 else '', workers * devices))
+    return per_device * devices
+
+
+def input_size(cfg, data):
+    """(height, width) of a training image: the crop for ImageNet, the stored size else."""
+    if cfg.data.dataset == 'imagenet':
+        return (cfg.data.crop_size,) * 2
+    return tuple(data.train_x.shape[1:3])
 
 
 def loop(run, bar):

@@ -30,10 +30,9 @@ import numpy as np
 
 from gluon_resnet_v2 import runlog, schedule
 from gluon_resnet_v2.devices import contexts
-from gluon_resnet_v2.engine import as_yaml
 from gluon_resnet_v2.errors import TrainingDiverged, UserError
 from gluon_resnet_v2.factory import build_net, check_model, kvstore_setup, model_overrides
-from gluon_resnet_v2.steps import Meter, loop
+from gluon_resnet_v2.steps import Meter, input_size, local_batch, loop
 
 NETS = ('paper', 'notes')
 # The notes' initializer: N(0, sqrt(2 / fan_in)) (He et al. 2015), the distribution of the
@@ -92,19 +91,11 @@ class ModuleRun:
 
     def _plan(self):
         self.batch = self.cfg.optim.batch_size
-        per_device, rest = divmod(self.batch, self.workers * len(self.ctxs))
-        if rest or not per_device:
-            raise UserError('--batch-size %d cannot be split evenly over %d device(s) x %d '
-                            'worker(s): use a multiple of %d' % (
-                                self.batch, len(self.ctxs), self.workers,
-                                self.workers * len(self.ctxs)))
-        self.local_batch = per_device * len(self.ctxs)
+        self.local_batch = local_batch(self.batch, self.workers, len(self.ctxs))
         self.steps = self.data.steps_per_epoch(self.batch)
         self.max_iters = (self.cfg.optim.epochs * self.steps if self.cfg.optim.epochs
                           else self.cfg.optim.max_iters)
-        self.input_shape = (3,) + (((self.cfg.data.crop_size,) * 2)
-                                   if self.cfg.data.dataset == 'imagenet'
-                                   else tuple(self.data.train_x.shape[1:3]))
+        self.input_shape = (3,) + input_size(self.cfg, self.data)
 
     # ---- set-up
     def start(self, arg_params=None, aux_params=None):
@@ -123,7 +114,8 @@ class ModuleRun:
                       [mx.io.DataDesc('softmax_label', (self.local_batch,))], for_training=True)
         self.mod.init_params(mx.init.Xavier(**NOTES_INIT), arg_params=arg_params,
                              aux_params=aux_params, allow_missing=False)
-        self.mod.init_optimizer(kvstore=self.kv, optimizer=self._optimizer())
+        self.mod.init_optimizer(kvstore=self.kv,
+                                optimizer=schedule.module_optimizer(self.cfg.optim))
         self.meter = Meter([self.ctxs[0]])
         self.best, self.last_test, self.iteration = (None, None), (None, None), 0
         self._inflight = None      # the last iteration's output, see step()
@@ -131,18 +123,9 @@ class ModuleRun:
         if self.writer:
             self._write_config()
 
-    def _optimizer(self):
-        """NAG/SGD with the schedule, decaying every parameter (see the module docstring).
-        The gradient of SoftmaxOutput is per image, so the step averages over the batch."""
-        params = schedule.optimizer_params(self.cfg.optim)
-        return mx.optimizer.create(self.cfg.optim.optimizer, rescale_grad=1.0 / self.batch,
-                                   **params)
-
     def _write_config(self):
         import yaml
-        os.makedirs(self.run_dir, exist_ok=True)
-        with open(os.path.join(self.run_dir, 'config.yaml'), 'w') as f:
-            yaml.safe_dump(as_yaml(self.cfg.to_dict()), f, sort_keys=False)
+        runlog.write_config(self.run_dir, self.cfg.to_dict())
         # what config.yaml (readable by --config) cannot hold: which net, how it ran
         with open(os.path.join(self.run_dir, 'module.yaml'), 'w') as f:
             yaml.safe_dump(dict(api='mx.mod.Module', net=self.net_name, mirror=self.mirror,

@@ -63,7 +63,7 @@ def recipe(iters, batch, warmup_iters=None):
 
 def bind(symbol, batch, optim, seed):
     """A Module bound for training, He-initialised, with the NAG optimizer of `optim`."""
-    from gluon_resnet_v2.schedule import optimizer_params
+    from gluon_resnet_v2.schedule import module_optimizer
     mod = mx.mod.Module(symbol, data_names=['data'], label_names=['softmax_label'],
                         context=mx.cpu())
     with subgraph_backend('NONE'):     # read at bind: exact pre-activation BN on CPU
@@ -71,16 +71,14 @@ def bind(symbol, batch, optim, seed):
                  [mx.io.DataDesc('softmax_label', (batch,))])
     mx.random.seed(seed)
     mod.init_params(initializer=grv.he_init())
-    # an Optimizer object (not the name): weight decay on every parameter, as the paper
-    mod.init_optimizer(optimizer=mx.optimizer.create(
-        'nag', rescale_grad=1.0 / batch, **optimizer_params(optim)))
+    mod.init_optimizer(optimizer=module_optimizer(optim))    # decays every parameter
     return mod
 
 
 def _loss_err(prob, label):
     """Summed -log p(label) and errors of a batch, kept on the device (no host sync)."""
-    loss = -mx.nd.log(mx.nd.maximum(mx.nd.pick(prob, label, axis=1), 1e-12)).sum()
-    return loss, (mx.nd.argmax(prob, axis=1) != label).sum()
+    from .fit import cross_entropy
+    return cross_entropy(prob, label).sum(), (mx.nd.argmax(prob, axis=1) != label).sum()
 
 
 def train(mod, data, optim, seed):
