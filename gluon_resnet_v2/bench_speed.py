@@ -1,13 +1,16 @@
 """`python -m gluon_resnet_v2.compare speed`: training img/s and peak memory, Gluon vs Module.
 
-Four ways to train the same network on this machine, measured side by side in one run:
+Five ways to train the same network on this machine, measured side by side in one run:
 
-    hybrid         Gluon, hybridize(static_alloc=True, static_shape=True) (the engine's way)
-    imperative     Gluon, not hybridized
-    module         mx.mod.Module on legacy_symbol.paper's symbol, MXNET_SUBGRAPH_BACKEND=NONE
-    module_mirror  the same with MXNET_BACKWARD_DO_MIRROR=1: the graph executor recomputes
-                   every op but convolutions / FC (here BN, ReLU, additions, pooling) in
-                   the backward pass instead of keeping its output
+    hybrid             Gluon, hybridize(static_alloc=True, static_shape=True) (the engine's way)
+    imperative         Gluon, not hybridized
+    module             mx.mod.Module on legacy_symbol.paper's symbol, MXNET_SUBGRAPH_BACKEND=NONE
+    module_mirror      the same with memory mirroring as `legacy_symbol.train --mirror` does it
+                       (legacy_symbol.mirror, policy `segments`): a few residual-stream tensors
+                       kept, everything else recomputed in the backward pass
+    module_mirror_env  the same with MXNET_BACKWARD_DO_MIRROR=1 alone: the graph executor
+                       recomputes every op but convolutions / FC (here BN, ReLU, additions,
+                       pooling); `--mirror-policy env`
 
 One step = forward + backward + optimizer update (NAG with the paper's hyper-parameters,
 schedule.optimizer_params, weight decay on every parameter in both APIs) on synthetic
@@ -34,11 +37,15 @@ import time
 
 import click
 
-VARIANTS = ('hybrid', 'imperative', 'module', 'module_mirror')
+VARIANTS = ('hybrid', 'imperative', 'module', 'module_mirror', 'module_mirror_env')
 # environment of each variant's subprocess (MXNet reads both variables when a Module binds)
 VARIANT_ENV = {'hybrid': {}, 'imperative': {},
                'module': {'MXNET_SUBGRAPH_BACKEND': 'NONE'},
-               'module_mirror': {'MXNET_SUBGRAPH_BACKEND': 'NONE', 'MXNET_BACKWARD_DO_MIRROR': '1'}}
+               'module_mirror': {'MXNET_SUBGRAPH_BACKEND': 'NONE'},
+               'module_mirror_env': {'MXNET_SUBGRAPH_BACKEND': 'NONE',
+                                     'MXNET_BACKWARD_DO_MIRROR': '1'}}
+# the legacy_symbol.mirror policy each Module variant binds with
+VARIANT_MIRROR = {'module': None, 'module_mirror': 'segments', 'module_mirror_env': 'env'}
 # variables reported back by each subprocess, as it saw them
 REPORTED_ENV = ('MXNET_SUBGRAPH_BACKEND', 'MXNET_BACKWARD_DO_MIRROR', 'OMP_NUM_THREADS')
 DEFAULT_CASES = ('cifar_resnet110_v2:32', 'cifar_resnet110_v2:128', 'cifar_resnet164_v2:32',
@@ -48,9 +55,14 @@ RATIOS = (('hybrid/module img/s', 'hybrid', 'module', 'img_per_sec'),
           ('imperative/module img/s', 'imperative', 'module', 'img_per_sec'),
           ('hybrid/imperative img/s', 'hybrid', 'imperative', 'img_per_sec'),
           ('mirror/module img/s', 'module_mirror', 'module', 'img_per_sec'),
+          ('mirror env/module img/s', 'module_mirror_env', 'module', 'img_per_sec'),
           ('hybrid/module peak RSS', 'hybrid', 'module', 'peak_rss_mb'),
           ('imperative/module peak RSS', 'imperative', 'module', 'peak_rss_mb'),
-          ('mirror/module peak RSS', 'module_mirror', 'module', 'peak_rss_mb'))
+          ('mirror/module peak RSS', 'module_mirror', 'module', 'peak_rss_mb'),
+          ('mirror env/module peak RSS', 'module_mirror_env', 'module', 'peak_rss_mb'))
+# derived: memory saving in % of the Module's peak, from a peak-RSS ratio above
+SAVINGS = (('mirror memory saving %', 'mirror/module peak RSS'),
+           ('mirror env memory saving %', 'mirror env/module peak RSS'))
 INPUT_SHAPE = (3, 32, 32)
 CLASSES = 10
 SETUP = dict(data='synthetic: 2 fixed random batches, 3x32x32',
@@ -101,16 +113,26 @@ def gluon_step(name, batch, hybridize):
     return step, {}
 
 
-def module_step(name, batch):
-    """A Module training step: forward(is_train), backward, update, as the notes train."""
+def module_step(name, batch, mirror=None):
+    """A Module training step: forward(is_train), backward, update, as the notes train;
+    `mirror`: None or a legacy_symbol.mirror policy, applied as legacy_symbol.fit does."""
+    import contextlib
+
     import mxnet as mx
 
     from . import he_init
     from .schedule import module_optimizer
-    from legacy_symbol import paper
-    mod = mx.mod.Module(paper.get_training_symbol(name, classes=CLASSES), context=mx.cpu())
-    mod.bind([mx.io.DataDesc('data', (batch,) + INPUT_SHAPE)],
-             [mx.io.DataDesc('softmax_label', (batch,))])    # reads the MXNET_* variables
+    from legacy_symbol import mirror as mirroring, paper
+    symbol = paper.get_training_symbol(name, classes=CLASSES)
+    shapes = {'data': (batch,) + INPUT_SHAPE, 'softmax_label': (batch,)}
+    env = contextlib.nullcontext()
+    if mirror:
+        symbol, _ = mirroring.apply(symbol, shapes, mirror)
+        env = mirroring.bind_env(mirror)
+    mod = mx.mod.Module(symbol, context=mx.cpu())
+    with env:                                                # reads the MXNET_* variables
+        mod.bind([mx.io.DataDesc('data', shapes['data'])],
+                 [mx.io.DataDesc('softmax_label', shapes['softmax_label'])])
     mod.init_params(initializer=he_init())
     mod.init_optimizer(optimizer=module_optimizer(_optim(batch)))   # decays every parameter
 
@@ -125,7 +147,7 @@ def module_step(name, batch):
 def executor_plan(executor):
     """What the bound graph holds: the memory its planner allocated (MB; MKLDNN's own
     buffers and the Python side are not in it, ru_maxrss has everything) and how many
-    nodes it recomputes in the backward pass (mirrored; 0 without MXNET_BACKWARD_DO_MIRROR)."""
+    nodes it recomputes in the backward pass (mirrored; 0 without mirroring)."""
     text = executor.debug_str()
     planned = re.search(r'Total (\d+) MB allocated', text)
     return {'planned_mb': int(planned.group(1)) if planned else None,
@@ -138,7 +160,7 @@ def measure(spec):
     import numpy as np
     name, batch, variant = spec['model'], spec['batch'], spec['variant']
     mx.random.seed(spec['seed'])
-    step, plan = (module_step(name, batch) if variant.startswith('module')
+    step, plan = (module_step(name, batch, VARIANT_MIRROR[variant]) if variant.startswith('module')
                   else gluon_step(name, batch, hybridize=variant == 'hybrid'))
     rng = np.random.RandomState(spec['seed'])
     batches = [(mx.nd.array(rng.standard_normal((batch,) + INPUT_SHAPE)),
@@ -233,8 +255,8 @@ def build_report(cases, runs, config):
         for key, num, den, metric in RATIOS:
             a, b = variants[num][metric], variants[den][metric]
             ratios[key] = a / b if a is not None and b else None
-        saving = ratios['mirror/module peak RSS']
-        ratios['mirror memory saving %'] = None if saving is None else 100 * (1 - saving)
+        for key, ratio in SAVINGS:
+            ratios[key] = None if ratios[ratio] is None else 100 * (1 - ratios[ratio])
         out.append({'case': case, 'model': name, 'batch': batch, 'variants': variants,
                     'ratios': ratios})
     return {'config': config, 'cases': out}
@@ -250,23 +272,26 @@ def format_markdown(report):
     """Two tables (img/s, peak RSS), medians and their ratios, plus the set-up."""
     cfg, cases = report['config'], report['cases']
     speed = ['| case | batch | Gluon hybrid | Gluon imperative | Module | Module + mirror | '
-             'hybrid / Module | imperative / Module | hybrid / imperative | mirror / Module |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+             'Module + env mirror | hybrid / Module | imperative / Module | hybrid / imperative '
+             '| mirror / Module | env mirror / Module |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     memory = ['| case | batch | Gluon hybrid | Gluon imperative | Module | Module + mirror | '
-              'hybrid / Module | imperative / Module | mirror saving vs Module | '
-              'executor plan: Module / + mirror |',
-              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+              'Module + env mirror | hybrid / Module | imperative / Module | mirror saving vs '
+              'Module | env mirror saving vs Module | executor plan: Module / + mirror / + env '
+              'mirror (MB) |',
+              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for c in cases:
         v, r = c['variants'], c['ratios']
-        speed.append('| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |' % (
-            c['model'], c['batch'], *(_fmt(v[k]['img_per_sec'], '%.1f') for k in VARIANTS),
-            *(_fmt(r[k], '%.2f') for k in ('hybrid/module img/s', 'imperative/module img/s',
-                                           'hybrid/imperative img/s', 'mirror/module img/s'))))
-        memory.append('| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s / %s |' % (
-            c['model'], c['batch'], *(_fmt(v[k]['peak_rss_mb'], '%.0f') for k in VARIANTS),
-            *(_fmt(r[k], '%.2f') for k in ('hybrid/module peak RSS', 'imperative/module peak RSS')),
-            _fmt(r['mirror memory saving %'], '%.1f %%'),
-            _fmt(v['module']['planned_mb'], '%d'), _fmt(v['module_mirror']['planned_mb'], '%d')))
+        speed.append('| %s | %d | %s |' % (c['model'], c['batch'], ' | '.join(
+            [_fmt(v[k]['img_per_sec'], '%.1f') for k in VARIANTS] +
+            [_fmt(r[k], '%.2f') for k in ('hybrid/module img/s', 'imperative/module img/s',
+                                          'hybrid/imperative img/s', 'mirror/module img/s',
+                                          'mirror env/module img/s')])))
+        memory.append('| %s | %d | %s |' % (c['model'], c['batch'], ' | '.join(
+            [_fmt(v[k]['peak_rss_mb'], '%.0f') for k in VARIANTS] +
+            [_fmt(r[k], '%.2f') for k in ('hybrid/module peak RSS', 'imperative/module peak RSS')]
+            + [_fmt(r[k], '%.1f %%') for k, _ in SAVINGS] +
+            [' / '.join(_fmt(v[k]['planned_mb'], '%d') for k in VARIANT_MIRROR)])))
     failed = sum('error' in run for c in cases for v in c['variants'].values() for run in v['runs'])
     notes = ['%d repeats x (%d warm-up + %d timed steps); MXNet %s, OMP_NUM_THREADS=%s on %d '
              'cores; %s; %s; %s.' % (cfg['repeats'], cfg['warmup'], cfg['steps'], cfg['mxnet'],

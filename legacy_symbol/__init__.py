@@ -6,5 +6,7 @@ Kept for comparison with the Gluon port and for what only the graph executor doe
   paper        every registry network as a symbol named like the Gluon parameters
   weights      Gluon <-> symbol arg/aux dicts, by name
   equivalence  Gluon vs Module: outputs, every gradient, BN statistics (runs: the two sides)
+  fit, train   Module training in the notes' style (python -m legacy_symbol.train)
+  mirror       memory mirroring plans for the graph executor (--mirror)
 Submodules are imported on demand: `from legacy_symbol import paper`.
 """

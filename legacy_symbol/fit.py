@@ -22,6 +22,7 @@ No checkpoints and no resume: the run ends with the final weights as a Module ch
 (`module-symbol.json`, `module-NNNN.params`, arg:/aux: names), which
 `gluon_resnet_v2.evaluate --params` reads.
 """
+import contextlib
 import os
 import time
 
@@ -64,13 +65,19 @@ def cross_entropy(prob, label):
 class ModuleRun:
     """One Module training run: set-up, the loop, logs and evaluations."""
 
-    def __init__(self, cfg, net='paper', mirror=False, progress=True):
+    def __init__(self, cfg, net='paper', mirror=None, progress=True, echo=print):
+        """`mirror`: None, or a `legacy_symbol.mirror` policy ('segments', 'env')."""
+        from .mirror import POLICIES
         if net not in NETS:
             raise UserError('unknown --net %r: choose one of %s' % (net, ', '.join(NETS)))
+        if mirror is not None and mirror not in POLICIES:
+            raise UserError('unknown mirror policy %r: choose one of %s'
+                            % (mirror, ', '.join(POLICIES)))
         if cfg.optim.dtype != 'float32':
             raise UserError('--dtype %s: the Module trainer runs float32 only (the symbols '
                             'have no casts); use the Gluon trainer' % cfg.optim.dtype)
         self.cfg, self.net_name, self.mirror, self.progress = cfg, net, mirror, progress
+        self.echo = echo
         self.ctxs = contexts(cfg.run)
         if net == 'paper':
             check_model(cfg.model, cfg.data.dataset)     # before any data is read
@@ -104,14 +111,27 @@ class ModuleRun:
         # that backend computes pre-activation ResNets wrongly in train-mode forwards of
         # gradient-free binds (README.md). MXNet reads the variable at every bind.
         os.environ.setdefault('MXNET_SUBGRAPH_BACKEND', 'NONE')
-        if self.mirror:   # recompute BN, ReLU, adds in backward; read by every bind
-            os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
+        shapes = {'data': (self.local_batch,) + self.input_shape,
+                  'softmax_label': (self.local_batch,)}
+        symbol, self.mirror_plan, env = self.symbol, None, contextlib.nullcontext()
+        if self.mirror:     # the executor recomputes marked ops in backward (mirror.py)
+            from . import mirror
+            symbol, self.mirror_plan = mirror.apply(self.symbol, shapes, self.mirror)
+            env = mirror.bind_env(self.mirror)
+            plan = self.mirror_plan
+            if self.writer and self.mirror == 'segments':
+                self.echo('memory mirroring: executor plan %d -> %d MB per device (%d tensors '
+                          'kept, %d ops recomputed in backward)' % (
+                              plan['unmirrored_mb'], plan['planned_mb'], len(plan['kept']),
+                              plan['marked']))
         mx.random.seed(self.cfg.run.seed)
         np.random.seed(self.cfg.run.seed)
-        self.mod = mx.mod.Module(self.symbol, data_names=['data'], label_names=['softmax_label'],
+        self.mod = mx.mod.Module(symbol, data_names=['data'], label_names=['softmax_label'],
                                  context=self.ctxs)
-        self.mod.bind([mx.io.DataDesc('data', (self.local_batch,) + self.input_shape)],
-                      [mx.io.DataDesc('softmax_label', (self.local_batch,))], for_training=True)
+        with env:
+            self.mod.bind([mx.io.DataDesc('data', shapes['data'])],
+                          [mx.io.DataDesc('softmax_label', shapes['softmax_label'])],
+                          for_training=True)
         self.mod.init_params(mx.init.Xavier(**NOTES_INIT), arg_params=arg_params,
                              aux_params=aux_params, allow_missing=False)
         self.mod.init_optimizer(kvstore=self.kv,
@@ -128,7 +148,11 @@ class ModuleRun:
         runlog.write_config(self.run_dir, self.cfg.to_dict())
         # what config.yaml (readable by --config) cannot hold: which net, how it ran
         with open(os.path.join(self.run_dir, 'module.yaml'), 'w') as f:
+            plan = self.mirror_plan or {}
             yaml.safe_dump(dict(api='mx.mod.Module', net=self.net_name, mirror=self.mirror,
+                                mirror_kept=plan.get('kept'), mirror_marked=plan.get('marked'),
+                                mirror_planned_mb=plan.get('planned_mb'),
+                                mirror_unmirrored_mb=plan.get('unmirrored_mb'),
                                 MXNET_SUBGRAPH_BACKEND=os.environ.get('MXNET_SUBGRAPH_BACKEND'),
                                 MXNET_MKLDNN_ENABLED=os.environ.get('MXNET_MKLDNN_ENABLED')),
                            f, sort_keys=False)
@@ -234,19 +258,21 @@ class ModuleRun:
             from gluon_resnet_v2.plotting import plot_runs
             prefix = os.path.join(self.run_dir, 'module')
             self.mod.save_checkpoint(prefix, self.iteration)   # arg:/aux: names, averaged
+            self.symbol.save(prefix + '-symbol.json')         # the net, without mirror marks
             summary['params'] = '%s-%04d.params' % (prefix, self.iteration)
             summary['curves'] = plot_runs({os.path.basename(os.path.normpath(self.run_dir)):
                                            self.run_dir}, os.path.join(self.run_dir, 'curves.png'))
         return summary
 
 
-def fit_module(cfg, net='paper', mirror=False, arg_params=None, aux_params=None, progress=True):
+def fit_module(cfg, net='paper', mirror=None, arg_params=None, aux_params=None, progress=True,
+               echo=print):
     """Train the run `cfg` describes with mx.mod.Module; returns a summary dict like
     `gluon_resnet_v2.engine.fit`'s (plus 'params', the final Module checkpoint).
 
     `arg_params` / `aux_params` ({name: NDArray}, e.g. from legacy_symbol.weights.
     gluon_to_symbol) replace the Xavier initialisation; every weight must be given."""
-    run = ModuleRun(cfg, net, mirror, progress)
+    run = ModuleRun(cfg, net, mirror, progress, echo)
     try:
         run.start(arg_params, aux_params)
     except BaseException:

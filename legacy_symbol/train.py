@@ -16,6 +16,7 @@ from gluon_resnet_v2.config import ModelConfig
 from gluon_resnet_v2.errors import UserError
 
 from .fit import NETS
+from .mirror import POLICIES
 
 
 def _model_flags(values):
@@ -29,12 +30,16 @@ def _model_flags(values):
                    'as a symbol; notes: the notes\' fixed ResNet(12, [64, 128, 256]) (CIFAR-10, '
                    'quirks included; takes no model options)')
 @click.option('--mirror/--no-mirror', default=False, show_default=True,
-              help='set MXNET_BACKWARD_DO_MIRROR=1 before bind: the executor recomputes '
-                   'BatchNorm, ReLU, additions and pooling (not conv, FC) in backward instead '
-                   'of keeping their outputs; same numbers (on this CPU build, no memory saved: '
-                   'see legacy_symbol/README.md)')
+              help='memory mirroring: the graph executor recomputes forward results in the '
+                   'backward pass instead of keeping them (same numbers, one more forward pass '
+                   'per step; legacy_symbol/mirror.py)')
+@click.option('--mirror-policy', type=click.Choice(POLICIES), default=None,
+              help='with --mirror (default segments): segments = keep every few residual-stream tensors, '
+                   'recompute the rest, convolutions included (ResNet-110 batch 128: executor '
+                   'plan 1,038 -> ~300 MB); env = MXNET_BACKWARD_DO_MIRROR=1 alone, MXNet\'s own '
+                   'choice (recomputes BN, ReLU and additions, saves nothing on MXNet 1.9.1)')
 @config_options
-def main(config_file, net, mirror, **values):
+def main(config_file, net, mirror, mirror_policy, **values):
     """Train one run with mx.mod.Module (bind, init_params, init_optimizer, forward/backward/
     update). No checkpoints and no resume: --run-dir must be new or empty; --resume,
     --checkpoint-interval and --hybridize (a bound symbol is always a static graph) do not
@@ -48,8 +53,12 @@ def main(config_file, net, mirror, **values):
     if values.get('resume'):
         raise UserError('--resume: the Module trainer writes no checkpoints; use the Gluon '
                         'trainer (python -m gluon_resnet_v2.train) for resumable runs')
+    if mirror_policy and not mirror:
+        raise UserError('--mirror-policy %s has no effect without --mirror: add --mirror'
+                        % mirror_policy)
     cfg = build_config(config_file, values)
-    summary = fit_module(cfg, net=net, mirror=mirror)
+    summary = fit_module(cfg, net=net, mirror=(mirror_policy or 'segments') if mirror else None,
+                         echo=click.echo)
     click.echo(summary_line(summary))
     return summary
 

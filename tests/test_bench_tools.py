@@ -2,8 +2,8 @@
 
 Speed is measured by the benchmarks, never asserted here: these tests check what the
 tools count and report (multiply-adds against hand computations, the report's schema, that
-ratios are ratios of the reported medians, that the mirroring variant's subprocess really
-runs with MXNET_BACKWARD_DO_MIRROR) on tiny cases, 1 step each.
+ratios are ratios of the reported medians, that the mirroring variants really mirror
+(planned, and MXNET_BACKWARD_DO_MIRROR in their subprocess)) on tiny cases, 1 step each.
 """
 import json
 import statistics
@@ -86,7 +86,7 @@ def test_flop_counter_on_the_notes_network():
 
 @pytest.fixture(scope='module')
 def speed_run(tmp_path_factory):
-    """The CLI on one tiny case, every variant once: 4 fresh subprocesses."""
+    """The CLI on one tiny case, every variant once: 5 fresh subprocesses."""
     out = tmp_path_factory.mktemp('speed')
     result = CliRunner().invoke(compare.cli, [
         'speed', '--cases', 'cifar_resnet20_v2:4', '--repeats', '1', '--steps', '1',
@@ -109,7 +109,8 @@ def test_speed_report_schema(speed_run):
         assert 'error' not in run, run
         assert run['img_per_sec'] > 0 and run['peak_rss_mb'] > 50, (name, run)
         assert v['img_per_sec'] == run['img_per_sec'] and v['peak_rss_mb'] == run['peak_rss_mb']
-    assert set(case['ratios']) == {k for k, *_ in bench_speed.RATIOS} | {'mirror memory saving %'}
+    assert set(case['ratios']) == ({k for k, *_ in bench_speed.RATIOS} |
+                                   {k for k, _ in bench_speed.SAVINGS})
     assert markdown.count('| cifar_resnet20_v2 | 4 |') == 2      # speed and memory tables
 
 
@@ -119,15 +120,16 @@ def test_speed_ratios_are_ratios_of_the_reported_medians(speed_run):
         v, r = case['variants'], case['ratios']
         for key, num, den, metric in bench_speed.RATIOS:
             assert r[key] == pytest.approx(v[num][metric] / v[den][metric], rel=1e-12), key
-        saving = 100 * (1 - v['module_mirror']['peak_rss_mb'] / v['module']['peak_rss_mb'])
-        assert r['mirror memory saving %'] == pytest.approx(saving, rel=1e-12)
+        for variant, key in zip(('module_mirror', 'module_mirror_env'), bench_speed.SAVINGS):
+            saving = 100 * (1 - v[variant]['peak_rss_mb'] / v['module']['peak_rss_mb'])
+            assert r[key[0]] == pytest.approx(saving, rel=1e-12)
 
 
 def test_speed_medians_over_repeats_and_failed_runs():
     """build_report on made-up runs: medians over the successful repeats, ratios of them."""
     case = 'cifar_resnet20_v2:8'
     values = {'hybrid': (30, 10, 20), 'imperative': (9, 12, 7), 'module': (20, 10, 15),
-              'module_mirror': (14, 10, 12)}
+              'module_mirror': (14, 10, 12), 'module_mirror_env': (19, 21, 20)}
     runs = {(case, v): [{'img_per_sec': s, 'peak_rss_mb': 100.0 * s} for s in speeds]
             for v, speeds in values.items()}
     runs[case, 'module'].append({'error': 'exit code -9: killed'})
@@ -137,27 +139,31 @@ def test_speed_medians_over_repeats_and_failed_runs():
     assert {v: c['variants'][v]['img_per_sec'] for v in values} == median
     assert c['ratios']['hybrid/module img/s'] == pytest.approx(20 / 15)
     assert c['ratios']['mirror memory saving %'] == pytest.approx(100 * (1 - 12 / 15))
+    assert c['ratios']['mirror env memory saving %'] == pytest.approx(100 * (1 - 20 / 15))
     assert '1 measurement(s) failed' in bench_speed.format_markdown(report)
 
 
-def test_mirroring_variant_runs_with_mirroring_in_its_subprocess(speed_run):
+def test_mirroring_variants_run_with_mirroring_in_their_subprocess(speed_run):
     report, _ = speed_run
     variants = report['cases'][0]['variants']
     env = {v: variants[v]['runs'][0]['env'] for v in bench_speed.VARIANTS}
-    assert env['module_mirror']['MXNET_BACKWARD_DO_MIRROR'] == '1'
+    run = {v: variants[v]['runs'][0] for v in bench_speed.VARIANTS}
+    assert env['module_mirror_env']['MXNET_BACKWARD_DO_MIRROR'] == '1'
     assert all(env[v]['MXNET_BACKWARD_DO_MIRROR'] is None for v in ('hybrid', 'imperative',
-                                                                    'module'))
-    assert env['module']['MXNET_SUBGRAPH_BACKEND'] == env['module_mirror'][
-        'MXNET_SUBGRAPH_BACKEND'] == 'NONE'
-    # and the bound graph recomputes nodes in backward only when it is set
-    assert variants['module_mirror']['runs'][0]['mirrored_nodes'] > 0
-    assert variants['module']['runs'][0]['mirrored_nodes'] == 0
+                                                                    'module', 'module_mirror'))
+    assert {env[v]['MXNET_SUBGRAPH_BACKEND'] for v in bench_speed.VARIANT_MIRROR} == {'NONE'}
+    # the bound graph recomputes nodes in backward only with mirroring, and the planned
+    # mirroring (convolutions recomputed too) plans less memory than the Module without
+    assert run['module_mirror']['mirrored_nodes'] > run['module_mirror_env']['mirrored_nodes'] > 0
+    assert run['module']['mirrored_nodes'] == 0
+    assert run['module_mirror']['planned_mb'] < run['module']['planned_mb']
 
 
 def test_variant_env_drops_a_stray_mirroring_flag():
     base = {'MXNET_BACKWARD_DO_MIRROR': '1', 'OMP_NUM_THREADS': '3', 'PATH': '/bin'}
     assert 'MXNET_BACKWARD_DO_MIRROR' not in bench_speed.variant_env('module', base)
-    assert bench_speed.variant_env('module_mirror', base)['MXNET_BACKWARD_DO_MIRROR'] == '1'
+    assert 'MXNET_BACKWARD_DO_MIRROR' not in bench_speed.variant_env('module_mirror', base)
+    assert bench_speed.variant_env('module_mirror_env', base)['MXNET_BACKWARD_DO_MIRROR'] == '1'
     assert bench_speed.variant_env('hybrid', base)['OMP_NUM_THREADS'] == '3'   # the user's
     assert bench_speed.variant_env('hybrid', {})['OMP_NUM_THREADS'].isdigit()
 

@@ -59,11 +59,12 @@ def tiny_cfg(run_dir, net_depth=8, **optim):
 # ------------------------------------------------------------------ python -m legacy_symbol.train
 
 def test_cli_module_run_on_two_devices_writes_the_gluon_log_format(tmp_path):
+    """With --mirror (planned mirroring on both devices' executors, MXNet's native kernels)."""
     run_dir = tmp_path / 'module'
     proc = subprocess.run(
         [sys.executable, '-m', 'legacy_symbol.train', '--net', 'paper', '--depth', '8',
          '--cpus', '2', '--max-iters', '6', '--log-interval', '2', '--eval-interval', '3',
-         '--run-dir', str(run_dir)] + QUICK,
+         '--mirror', '--run-dir', str(run_dir)] + QUICK,
         env=env1(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = read_log(run_dir)
@@ -79,7 +80,15 @@ def test_cli_module_run_on_two_devices_writes_the_gluon_log_format(tmp_path):
     assert all(0 < r['test_loss'] < 20 and 0 <= r['test_err'] <= 1 for r in test)
     cfg = Config.from_dict(yaml.safe_load((run_dir / 'config.yaml').read_text()))
     assert (cfg.model.depth, cfg.run.cpus, cfg.optim.max_iters) == (8, 2, 6)  # readable by --config
-    assert yaml.safe_load((run_dir / 'module.yaml').read_text())['net'] == 'paper'
+    module = yaml.safe_load((run_dir / 'module.yaml').read_text())
+    assert (module['net'], module['mirror']) == ('paper', 'segments')
+    assert module['mirror_marked'] > 0 and isinstance(module['mirror_kept'], list)
+    assert 0 < module['mirror_planned_mb'] < module['mirror_unmirrored_mb']
+    assert ('memory mirroring: executor plan %d -> %d MB per device' % (
+        module['mirror_unmirrored_mb'], module['mirror_planned_mb'])) in proc.stdout
+    # the saved symbol is the network, without the mirroring marks
+    symbol_json = (run_dir / 'module-symbol.json').read_text()
+    assert '__force_mirroring__' not in symbol_json and 'stage3_unit1_sc_conv' in symbol_json
     assert (run_dir / 'curves.png').read_bytes()[:8] == PNG
     out = plot_runs({'module': str(run_dir)}, str(tmp_path / 'replot.png'))
     assert Path(out).read_bytes()[:8] == PNG and Path(out).stat().st_size > 10000
@@ -111,22 +120,29 @@ def test_notes_network_trains(tmp_path):
 
 
 def test_mirror_recomputes_in_backward_and_changes_nothing(tmp_path):
-    """MXNET_BACKWARD_DO_MIRROR is read at bind: the mirrored graph recomputes BatchNorm,
-    ReLU and additions in backward (nodes named *_mirror); the numbers are bit-identical."""
+    """Both policies are in effect at bind: `segments` recomputes convolutions too, `env`
+    (MXNET_BACKWARD_DO_MIRROR=1) BatchNorm, ReLU, additions and pooling (nodes named
+    *_mirror); after a NAG step the weights and BN statistics are bit-identical."""
     params, mirrored = [], []
     x = np.random.RandomState(0).standard_normal((32, 3, 32, 32)).astype(np.float32)
     y = np.arange(32) % 10
-    for mirror in (False, True):
+    for mirror in (None, 'segments', 'env'):
         run = fit.ModuleRun(tiny_cfg(tmp_path / str(mirror)), mirror=mirror, progress=False)
         run.start()
         run.step(x, y)
         mx.nd.waitall()
         graph = run.mod._exec_group.execs[0].debug_str()
         mirrored.append(set(re.findall(r'Op:(\w+), Name=\w+_mirror\b', graph)))
-        params.append({k: v.asnumpy() for k, v in run.mod.get_params()[0].items()})
+        arg, aux = run.mod.get_params()
+        params.append({k: v.asnumpy() for k, v in list(arg.items()) + list(aux.items())})
         run.data.close()
-    assert mirrored == [set(), {'BatchNorm', 'Activation', 'elemwise_add', 'Pooling'}]
-    assert all(np.array_equal(params[0][k], params[1][k]) for k in params[0])
+    assert mirrored[0] == set()
+    assert {'Convolution', 'BatchNorm', 'Activation', 'elemwise_add'} <= mirrored[1]
+    assert mirrored[2] == {'BatchNorm', 'Activation', 'elemwise_add', 'Pooling'}
+    every = len(run.symbol.list_arguments()) - 2 + len(run.symbol.list_auxiliary_states())
+    assert len(params[0]) == every and any(k.endswith('running_var') for k in params[0])
+    assert all(np.array_equal(p[k], params[0][k]) for p in params[1:] for k in params[0])
+    assert 'MXNET_BACKWARD_DO_MIRROR' not in os.environ       # set for the bind only
 
 
 BAD_INPUT = {
@@ -137,6 +153,8 @@ BAD_INPUT = {
     'float16': (['--dtype', 'float16'], 'float32 only'),
     'unknown net': (['--net', 'resnet'], "'resnet' is not one of"),
     'non-empty run dir': (['--run-dir', '{used}'], 'is not empty'),
+    'mirror policy without --mirror': (['--mirror-policy', 'env'], 'add --mirror'),
+    'unknown mirror policy': (['--mirror', '--mirror-policy', 'all'], "'all' is not one of"),
 }
 
 
