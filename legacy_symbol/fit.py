@@ -2,6 +2,7 @@
 
     summary = fit_module(cfg, net='paper')                       # Xavier (He) init
     summary = fit_module(cfg, arg_params=arg, aux_params=aux)   # from given weights
+    summary = fit_module(cfg, mirror='segments')                 # memory mirroring (mirror.py)
 
 The notes' loop (../../shared/seeds/000_*.txt, "Implementation"): build the symbol,
 `Module(symbol, context=[...])`, `bind`, `init_params(Xavier(gaussian, in, 2))`,

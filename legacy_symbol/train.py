@@ -34,10 +34,11 @@ def _model_flags(values):
                    'backward pass instead of keeping them (same numbers, one more forward pass '
                    'per step; legacy_symbol/mirror.py)')
 @click.option('--mirror-policy', type=click.Choice(POLICIES), default=None,
-              help='with --mirror (default segments): segments = keep every few residual-stream tensors, '
-                   'recompute the rest, convolutions included (ResNet-110 batch 128: executor '
-                   'plan 1,038 -> ~300 MB); env = MXNET_BACKWARD_DO_MIRROR=1 alone, MXNet\'s own '
-                   'choice (recomputes BN, ReLU and additions, saves nothing on MXNet 1.9.1)')
+              help='with --mirror (default segments): segments = keep a few residual-stream '
+                   'tensors, recompute the rest, convolutions included (ResNet-110 batch 128: '
+                   'executor plan 1,038 -> 288 MB); env = MXNET_BACKWARD_DO_MIRROR=1 alone, '
+                   'MXNet\'s own choice (recomputes BN, ReLU and additions; saves nothing on '
+                   'MXNet 1.9.1)')
 @config_options
 def main(config_file, net, mirror, mirror_policy, **values):
     """Train one run with mx.mod.Module (bind, init_params, init_optimizer, forward/backward/
