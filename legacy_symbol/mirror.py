@@ -144,16 +144,17 @@ def apply(sym, shapes, policy='segments', trials=6):
         return sym, {'policy': 'env', 'kept': [], 'marked': 0}
     size = output_bytes(sym, nodes, ops, shapes)
     cuts = cut_points(nodes, ops)
-    best = None
+    best, arrays = None, planning_arrays(sym, shapes)
     for kept, estimate in candidates(ops, cuts, size, trials):
         marked = {i for i in ops if i not in set(kept) and nodes[i]['op'] not in NEVER}
-        marked, dropped, planned = drop_unread(data, marked, shapes)
+        marked, dropped, planned = drop_unread(data, marked, shapes, arrays)
         if best is None or planned < best[0]:
             best = (planned, kept, marked, dropped, estimate)
     planned, kept, marked, dropped, estimate = best
     plan = {'policy': policy, 'kept': [nodes[i]['name'] for i in kept], 'marked': len(marked),
             'unread': len(dropped), 'cuts': len(cuts), 'planned_mb': planned,
-            'unmirrored_mb': executor_mb(sym, shapes), 'estimate_mb': estimate / 2.0 ** 20}
+            'unmirrored_mb': executor_mb(sym, shapes, arrays),
+            'estimate_mb': estimate / 2.0 ** 20}
     return marked_symbol(data, marked), plan
 
 
@@ -166,24 +167,38 @@ def marked_symbol(data, marked):
     return mx.sym.load_json(json.dumps(data))
 
 
-def _bind(sym, shapes):
-    """The training bind's executor (no input gradients), memory planned, not touched."""
+def planning_arrays(sym, shapes):
+    """Argument, gradient and auxiliary arrays for planning binds, shared by all of them and
+    never written (a bind plans the executor's memory; nothing runs), so uninitialised:
+    planning does not add the weights' size to the process's memory once per candidate."""
     import mxnet as mx
+    arg_shapes, _, aux_shapes = sym.infer_shape(**shapes)
+    names = sym.list_arguments()
+    return ({n: mx.nd.empty(s) for n, s in zip(names, arg_shapes)},
+            {n: mx.nd.empty(s) for n, s in zip(names, arg_shapes) if n not in shapes},
+            {n: mx.nd.empty(s) for n, s in zip(sym.list_auxiliary_states(), aux_shapes)})
+
+
+def _plan_text(sym, shapes, arrays):
+    """debug_str of `sym` bound as the Module binds for training (no input gradients)."""
+    import mxnet as mx
+    args, grads, aux = arrays
     req = {k: 'null' if k in shapes else 'write' for k in sym.list_arguments()}
-    return sym.simple_bind(mx.cpu(), grad_req=req, **shapes)
+    with bind_env('segments'):
+        return sym.bind(mx.cpu(), args, args_grad=grads, grad_req=req,
+                        aux_states=aux).debug_str()
 
 
 def _total_mb(text):
     return int(re.search(r'Total (\d+) MB allocated', text).group(1))
 
 
-def executor_mb(sym, shapes):
+def executor_mb(sym, shapes, arrays=None):
     """The executor memory plan (MB) of `sym` bound for training without mirroring."""
-    with bind_env('segments'):
-        return _total_mb(_bind(sym, shapes).debug_str())
+    return _total_mb(_plan_text(sym, shapes, arrays or planning_arrays(sym, shapes)))
 
 
-def drop_unread(data, marked, shapes):
+def drop_unread(data, marked, shapes, arrays=None):
     """Unmark the nodes whose recomputed output nothing in the backward pass reads; also
     returns the unmarked positions and the final executor memory plan (MB).
 
@@ -196,8 +211,9 @@ def drop_unread(data, marked, shapes):
     may lose their last reader)."""
     nodes, dropped = data['nodes'], set()
     while True:
-        with bind_env('segments'):
-            text = _bind(marked_symbol(data, marked), shapes).debug_str()
+        sym = marked_symbol(data, marked)
+        arrays = arrays or planning_arrays(sym, shapes)
+        text = _plan_text(sym, shapes, arrays)
         read = set(re.findall(r'^\s+arg\[\d+\]=(\S+)\(\d+\)', text, re.M))
         unread = {i for i in marked if nodes[i]['name'] + '_mirror' not in read}
         if not unread:
