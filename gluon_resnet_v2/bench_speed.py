@@ -116,8 +116,6 @@ def gluon_step(name, batch, hybridize):
 def module_step(name, batch, mirror=None):
     """A Module training step: forward(is_train), backward, update, as the notes train;
     `mirror`: None or a legacy_symbol.mirror policy, applied as legacy_symbol.fit does."""
-    import contextlib
-
     import mxnet as mx
 
     from . import he_init
@@ -125,12 +123,9 @@ def module_step(name, batch, mirror=None):
     from legacy_symbol import mirror as mirroring, paper
     symbol = paper.get_training_symbol(name, classes=CLASSES)
     shapes = {'data': (batch,) + INPUT_SHAPE, 'softmax_label': (batch,)}
-    env = contextlib.nullcontext()
-    if mirror:
-        symbol, _ = mirroring.apply(symbol, shapes, mirror)
-        env = mirroring.bind_env(mirror)
+    symbol, _ = mirroring.apply(symbol, shapes, mirror)       # None: unchanged
     mod = mx.mod.Module(symbol, context=mx.cpu())
-    with env:                                                # reads the MXNET_* variables
+    with mirroring.bind_env(mirror):                         # reads the MXNET_* variables
         mod.bind([mx.io.DataDesc('data', shapes['data'])],
                  [mx.io.DataDesc('softmax_label', shapes['softmax_label'])])
     mod.init_params(initializer=he_init())

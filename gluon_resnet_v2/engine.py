@@ -25,7 +25,7 @@ from .devices import contexts
 from .errors import TrainingDiverged, UserError
 from .evaluate import evaluate
 from .factory import build_net, check_dtype, check_model, kvstore_setup
-from .steps import (Meter, input_size, local_batch, loop, reseed, sync_running_stats,
+from .steps import (Meter, input_size, local_batch, reseed, run_training, sync_running_stats,
                     train_step)
 
 # configuration that must not change when a run is resumed (the rest may, e.g. --max-iters)
@@ -136,15 +136,7 @@ class Run:
 
     def train(self):
         """Run from the current iteration to max_iters; returns the summary dict."""
-        bar = self._bar()
-        self.started, self.tick, self.paused = time.time(), time.time(), 0.0
-        self._inflight = None
-        try:
-            loop(self, bar)
-        finally:
-            bar.close()
-            self.data.close()
-        return self._finish()
+        return run_training(self)
 
     def now(self):
         """Seconds this run has spent so far, over all its sessions (the log's `time`)."""
@@ -210,11 +202,6 @@ class Run:
             iteration=self.iteration, meter=self.meter.state(), best=self.best,
             elapsed=self.now(), config=self.cfg.to_dict(),
             rng={'seed': self.cfg.run.seed, 'reseeded_at': self.iteration}))
-
-    def _bar(self):
-        from tqdm import tqdm
-        return tqdm(total=self.max_iters, initial=self.iteration, unit='it', dynamic_ncols=True,
-                    disable=not (self.progress and self.writer), leave=False)
 
     def _finish(self):
         if not hasattr(self, 'last_test'):      # rerun of a finished run: from its log

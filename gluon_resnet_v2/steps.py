@@ -103,6 +103,26 @@ def input_size(cfg, data):
     return tuple(data.train_x.shape[1:3])
 
 
+def run_training(run):
+    """The whole training phase of `run` (the Gluon engine's Run or the Module trainer's
+    ModuleRun): a progress bar from run.iteration, the clock, `loop`, then the bar and the
+    data loader closed whatever happens; returns run._finish()."""
+    import time
+
+    from tqdm import tqdm
+    bar = tqdm(total=run.max_iters, initial=run.iteration, unit='it', dynamic_ncols=True,
+               disable=not (run.progress and run.writer), leave=False)
+    run.started = run.tick = time.time()
+    run.paused = 0.0
+    run._inflight = None           # the last step's output, waited on by the next step
+    try:
+        loop(run, bar)
+    finally:
+        bar.close()
+        run.data.close()
+    return run._finish()
+
+
 def loop(run, bar):
     """Iterations run.iteration .. run.max_iters - 1, epoch by epoch from the exact batch
     where the run stands. `run` provides data, batch, steps, max_iters, cfg, step(x, y) and

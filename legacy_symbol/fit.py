@@ -23,7 +23,6 @@ No checkpoints and no resume: the run ends with the final weights as a Module ch
 (`module-symbol.json`, `module-NNNN.params`, arg:/aux: names), which
 `gluon_resnet_v2.evaluate --params` reads.
 """
-import contextlib
 import os
 import time
 
@@ -34,7 +33,10 @@ from gluon_resnet_v2 import runlog, schedule
 from gluon_resnet_v2.devices import contexts
 from gluon_resnet_v2.errors import TrainingDiverged, UserError
 from gluon_resnet_v2.factory import build_net, check_model, kvstore_setup, model_overrides
-from gluon_resnet_v2.steps import Meter, input_size, local_batch, loop
+from gluon_resnet_v2.steps import Meter, input_size, local_batch, run_training
+
+from . import mirror
+from .mirror import POLICIES as MIRROR_POLICIES
 
 NETS = ('paper', 'notes')
 # The notes' initializer: N(0, sqrt(2 / fan_in)) (He et al. 2015), the distribution of the
@@ -68,12 +70,11 @@ class ModuleRun:
 
     def __init__(self, cfg, net='paper', mirror=None, progress=True, echo=print):
         """`mirror`: None, or a `legacy_symbol.mirror` policy ('segments', 'env')."""
-        from .mirror import POLICIES
         if net not in NETS:
             raise UserError('unknown --net %r: choose one of %s' % (net, ', '.join(NETS)))
-        if mirror is not None and mirror not in POLICIES:
+        if mirror is not None and mirror not in MIRROR_POLICIES:
             raise UserError('unknown mirror policy %r: choose one of %s'
-                            % (mirror, ', '.join(POLICIES)))
+                            % (mirror, ', '.join(MIRROR_POLICIES)))
         if cfg.optim.dtype != 'float32':
             raise UserError('--dtype %s: the Module trainer runs float32 only (the symbols '
                             'have no casts); use the Gluon trainer' % cfg.optim.dtype)
@@ -114,22 +115,19 @@ class ModuleRun:
         os.environ.setdefault('MXNET_SUBGRAPH_BACKEND', 'NONE')
         shapes = {'data': (self.local_batch,) + self.input_shape,
                   'softmax_label': (self.local_batch,)}
-        symbol, self.mirror_plan, env = self.symbol, None, contextlib.nullcontext()
-        if self.mirror:     # the executor recomputes marked ops in backward (mirror.py)
-            from . import mirror
-            symbol, self.mirror_plan = mirror.apply(self.symbol, shapes, self.mirror)
-            env = mirror.bind_env(self.mirror)
+        # the executor recomputes in backward the ops mirror.py marks (policy None: none)
+        symbol, self.mirror_plan = mirror.apply(self.symbol, shapes, self.mirror)
+        if self.writer and self.mirror == 'segments':
             plan = self.mirror_plan
-            if self.writer and self.mirror == 'segments':
-                self.echo('memory mirroring: executor plan %d -> %d MB per device (%d tensors '
-                          'kept, %d ops recomputed in backward)' % (
-                              plan['unmirrored_mb'], plan['planned_mb'], len(plan['kept']),
-                              plan['marked']))
+            self.echo('memory mirroring: executor plan %d -> %d MB per device (%d tensors '
+                      'kept, %d ops recomputed in backward)' % (
+                          plan['unmirrored_mb'], plan['planned_mb'], len(plan['kept']),
+                          plan['marked']))
         mx.random.seed(self.cfg.run.seed)
         np.random.seed(self.cfg.run.seed)
         self.mod = mx.mod.Module(symbol, data_names=['data'], label_names=['softmax_label'],
                                  context=self.ctxs)
-        with env:
+        with mirror.bind_env(self.mirror):
             self.mod.bind([mx.io.DataDesc('data', shapes['data'])],
                           [mx.io.DataDesc('softmax_label', shapes['softmax_label'])],
                           for_training=True)
@@ -178,17 +176,7 @@ class ModuleRun:
 
     def train(self):
         """Iterations 0 .. max_iters - 1; returns the summary dict."""
-        from tqdm import tqdm
-        bar = tqdm(total=self.max_iters, unit='it', dynamic_ncols=True, leave=False,
-                   disable=not (self.progress and self.writer))
-        self.started = self.tick = time.time()
-        self.paused = 0.0
-        try:
-            loop(self, bar)
-        finally:
-            bar.close()
-            self.data.close()
-        return self._finish()
+        return run_training(self)
 
     def after_step(self, bar):
         it, run = self.iteration, self.cfg.run

@@ -47,8 +47,12 @@ ATTR = '__force_mirroring__'
 @contextlib.contextmanager
 def bind_env(policy):
     """Binds in this block see MXNET_BACKWARD_DO_MIRROR as `policy` needs it ('1' for
-    `env`; '0' for a planned symbol, whose kept tensors must not be mirrored too); the
-    caller's value is restored afterwards (MXNet reads it at every bind)."""
+    `env`; '0' for a planned symbol, whose kept tensors must not be mirrored too; policy
+    None: left as the caller has it); the caller's value is restored afterwards (MXNet
+    reads it at every bind)."""
+    if policy is None:
+        yield
+        return
     before = os.environ.get('MXNET_BACKWARD_DO_MIRROR')
     os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1' if policy == 'env' else '0'
     try:
@@ -135,13 +139,16 @@ def apply(sym, shapes, policy='segments', trials=6):
     executor's in-place sharing, so the `trials` best candidates are bound and the one
     whose executor memory plan is smallest wins (binding plans memory without touching it:
     seconds even for ResNet-1001). `env`: the symbol unchanged (the executor's own choice
-    under MXNET_BACKWARD_DO_MIRROR=1; bind with `bind_env('env')`)."""
+    under MXNET_BACKWARD_DO_MIRROR=1; bind with `bind_env('env')`). None: no mirroring,
+    (sym, None)."""
+    if policy is None:
+        return sym, None
     if policy not in POLICIES:
         raise ValueError('mirror policy %r: use one of %s' % (policy, ', '.join(POLICIES)))
-    data, ops = graph(sym)
-    nodes = data['nodes']
     if policy == 'env':
         return sym, {'policy': 'env', 'kept': [], 'marked': 0}
+    data, ops = graph(sym)
+    nodes = data['nodes']
     size = output_bytes(sym, nodes, ops, shapes)
     cuts = cut_points(nodes, ops)
     best, arrays = None, planning_arrays(sym, shapes)
@@ -193,12 +200,12 @@ def _total_mb(text):
     return int(re.search(r'Total (\d+) MB allocated', text).group(1))
 
 
-def executor_mb(sym, shapes, arrays=None):
+def executor_mb(sym, shapes, arrays):
     """The executor memory plan (MB) of `sym` bound for training without mirroring."""
-    return _total_mb(_plan_text(sym, shapes, arrays or planning_arrays(sym, shapes)))
+    return _total_mb(_plan_text(sym, shapes, arrays))
 
 
-def drop_unread(data, marked, shapes, arrays=None):
+def drop_unread(data, marked, shapes, arrays):
     """Unmark the nodes whose recomputed output nothing in the backward pass reads; also
     returns the unmarked positions and the final executor memory plan (MB).
 
@@ -211,9 +218,7 @@ def drop_unread(data, marked, shapes, arrays=None):
     may lose their last reader)."""
     nodes, dropped = data['nodes'], set()
     while True:
-        sym = marked_symbol(data, marked)
-        arrays = arrays or planning_arrays(sym, shapes)
-        text = _plan_text(sym, shapes, arrays)
+        text = _plan_text(marked_symbol(data, marked), shapes, arrays)
         read = set(re.findall(r'^\s+arg\[\d+\]=(\S+)\(\d+\)', text, re.M))
         unread = {i for i in marked if nodes[i]['name'] + '_mirror' not in read}
         if not unread:
