@@ -28,6 +28,8 @@ from gluon_resnet_v2.config import DataConfig
 from gluon_resnet_v2.data import (DataError, InMemoryData, augment, batch_rng, build_data,
                                   cifar, epoch_order, folder, loader)
 
+from support import write_rec
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
 CIFAR_JPEG = SHARED / 'data' / 'cifar10-jpeg.tar.gz'
@@ -488,21 +490,6 @@ def test_folder_errors(tmp_path, breakage, message):
 
 
 # ---------------------------------------------------------------- ImageNet RecordIO
-
-def write_rec(root, split, count, rng):
-    """Solid random-colour JPEGs of varied sizes in 4 classes; returns (colours, labels)."""
-    record = mx.recordio.MXIndexedRecordIO(str(root / (split + '.idx')),
-                                           str(root / (split + '.rec')), 'w')
-    colours = rng.integers(30, 226, (count, 3))
-    labels = np.arange(count) % 4
-    for i in range(count):
-        h, w = rng.integers(24, 64, 2)
-        bgr = np.broadcast_to(colours[i][::-1], (h, w, 3)).astype(np.uint8)
-        header = mx.recordio.IRHeader(0, float(labels[i]), i, 0)
-        record.write_idx(i, mx.recordio.pack_img(header, bgr, quality=95))
-    record.close()
-    return colours, labels
-
 
 @pytest.fixture(scope='module')
 def rec_dir(tmp_path_factory):

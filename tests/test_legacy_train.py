@@ -23,23 +23,21 @@ from gluon_resnet_v2.runlog import KEYS, read_log
 from legacy_symbol import fit
 from legacy_symbol.train import main as legacy_main
 
-import test_train as train_tests         # tests/ is on sys.path under pytest
+from support import PNG
+from support import env1 as support_env1
+from support import run_cli as _run_cli
 
-REPO = Path(__file__).resolve().parents[1]
 QUICK = ['--dataset', 'cifar10-sample', '--subset', '256', '--batch-size', '32',
          '--num-workers', '0', '--warmup-iters', '2', '--lr-steps', '5']
-PNG = b'\x89PNG\r\n\x1a\n'
 
 
 def env1():
-    """One OpenMP thread, MXNet's native kernels (bit-stable across processes), exact backend."""
-    return dict(os.environ, OMP_NUM_THREADS='1', MXNET_MKLDNN_ENABLED='0', PYTHONPATH=str(REPO),
-                MXNET_SUBGRAPH_BACKEND='NONE')
+    """support.env1 (bit-stable across processes) with the exact Module backend."""
+    return support_env1(MXNET_SUBGRAPH_BACKEND='NONE')
 
 
 def run_cli(args, capsys, command=legacy_main):
-    """test_train's in-process runner, for the Module CLI by default."""
-    return train_tests.run_cli(args, capsys, command)
+    return _run_cli(args, capsys, command)
 
 
 @pytest.fixture(autouse=True)

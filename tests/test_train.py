@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -19,32 +18,16 @@ from gluon_resnet_v2.steps import train_step
 from gluon_resnet_v2.runlog import KEYS, read_log
 from gluon_resnet_v2.train import main as train_main
 
-REPO = Path(__file__).resolve().parents[1]
+from support import env1, write_rec
+from support import run_cli as _run_cli
+
 # a tiny, quick run on the embedded sample: ResNet-8 (one unit per stage)
 QUICK = ['--dataset', 'cifar10-sample', '--depth', '8', '--subset', '256', '--batch-size', '32',
          '--num-workers', '0', '--warmup-iters', '2', '--lr-steps', '12']
 
 
 def run_cli(args, capsys, command=train_main):
-    """Run a CLI in-process as __main__ does; returns (exit code, stdout, stderr)."""
-    try:
-        cli.main_wrapper(command)(list(map(str, args)))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def env1():
-    """The deterministic CPU setting: one OpenMP thread and MXNet's native kernels.
-
-    oneDNN (MKLDNN) kernels round differently depending on how buffers happen to be
-    aligned in memory (measured: two processes differing only in their command line
-    diverge in the last bit at iteration 2), so bit-exact comparisons across processes
-    turn it off; the same runs with it on agree to ~1e-7 and then drift chaotically."""
-    return dict(os.environ, OMP_NUM_THREADS='1', MXNET_MKLDNN_ENABLED='0', PYTHONPATH=str(REPO),
-                MXNET_STORAGE_FALLBACK_LOG_VERBOSE='0')
+    return _run_cli(args, capsys, command)
 
 
 # ------------------------------------------------------------------ the schedule
@@ -463,7 +446,6 @@ def test_dist_sync_two_workers_train_one_run(tmp_path):
 def test_imagenet_run_and_any_test_crop(tmp_path, capsys):
     """resnet18_v2 on a tiny RecordIO set: trains with top-1/top-5 evaluation, and the
     fully convolutional net evaluates on a larger test crop than it was trained on."""
-    from test_data import write_rec         # tests/ is on sys.path under pytest
     from gluon_resnet_v2 import evaluate
     rng = np.random.default_rng(0)
     write_rec(tmp_path, 'train', 16, rng)
