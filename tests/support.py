@@ -1,6 +1,7 @@
 """Helpers shared by several test modules (not a test module: pytest collects nothing here).
 
-Test modules import from this file, never from one another.
+Test modules import from this file, never from one another. The child_* functions at the
+end are run in child processes by the tests of legacy_symbol.compare.child.
 """
 import os
 from pathlib import Path
@@ -50,3 +51,24 @@ def write_rec(root, split, count, rng):
         record.write_idx(i, mx.recordio.pack_img(header, bgr, quality=95))
     record.close()
     return colours, labels
+
+
+# ---- functions a child process runs: tests of legacy_symbol.compare.child import them as
+# 'support:NAME' with tests/ on the child's PYTHONPATH
+
+def child_echo(**kwargs):
+    """Returns its arguments and the environment the child process sees."""
+    return {'kwargs': kwargs, 'env': dict(os.environ)}
+
+
+def child_refuse(message):
+    """Bad input in the child: a UserError with a message on several lines."""
+    from gluon_resnet_v2.errors import UserError
+    raise UserError(message)
+
+
+def child_crash(message):
+    """A failure that is not the user's: something on stderr, then an exception."""
+    import sys
+    print(message, file=sys.stderr)
+    raise RuntimeError('the child crashed')
