@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 import gluon_resnet_v2 as grv
-from gluon_resnet_v2 import bench_speed, compare
-from legacy_symbol import flops, notes, notes_vs_paper, paper, weights
+from legacy_symbol import notes, paper, weights
+from legacy_symbol.compare import flops, notes_vs_paper, speed
+from legacy_symbol.compare.cli import cli
 
 
 # ---- FLOP counter ----
@@ -88,7 +89,7 @@ def test_flop_counter_on_the_notes_network():
 def speed_run(tmp_path_factory):
     """The CLI on one tiny case, every variant once: 5 fresh subprocesses."""
     out = tmp_path_factory.mktemp('speed')
-    result = CliRunner().invoke(compare.cli, [
+    result = CliRunner().invoke(cli, [
         'speed', '--cases', 'cifar_resnet20_v2:4', '--repeats', '1', '--steps', '1',
         '--warmup', '1', '--out', str(out / 'speed.json'), '--markdown', str(out / 'speed.md')])
     assert result.exit_code == 0, result.output
@@ -103,14 +104,14 @@ def test_speed_report_schema(speed_run):
     assert cfg['cases'] == ['cifar_resnet20_v2:4'] and 'synthetic' in cfg['data']
     (case,) = report['cases']
     assert (case['model'], case['batch']) == ('cifar_resnet20_v2', 4)
-    assert set(case['variants']) == set(bench_speed.VARIANTS)
+    assert set(case['variants']) == set(speed.VARIANTS)
     for name, v in case['variants'].items():
         (run,) = v['runs']
         assert 'error' not in run, run
         assert run['img_per_sec'] > 0 and run['peak_rss_mb'] > 50, (name, run)
         assert v['img_per_sec'] == run['img_per_sec'] and v['peak_rss_mb'] == run['peak_rss_mb']
-    assert set(case['ratios']) == ({k for k, *_ in bench_speed.RATIOS} |
-                                   {k for k, _ in bench_speed.SAVINGS})
+    assert set(case['ratios']) == ({k for k, *_ in speed.RATIOS} |
+                                   {k for k, _ in speed.SAVINGS})
     assert markdown.count('| cifar_resnet20_v2 | 4 |') == 2      # speed and memory tables
 
 
@@ -118,9 +119,9 @@ def test_speed_ratios_are_ratios_of_the_reported_medians(speed_run):
     report, _ = speed_run
     for case in report['cases']:
         v, r = case['variants'], case['ratios']
-        for key, num, den, metric in bench_speed.RATIOS:
+        for key, num, den, metric in speed.RATIOS:
             assert r[key] == pytest.approx(v[num][metric] / v[den][metric], rel=1e-12), key
-        for variant, key in zip(('module_mirror', 'module_mirror_env'), bench_speed.SAVINGS):
+        for variant, key in zip(('module_mirror', 'module_mirror_env'), speed.SAVINGS):
             saving = 100 * (1 - v[variant]['peak_rss_mb'] / v['module']['peak_rss_mb'])
             assert r[key[0]] == pytest.approx(saving, rel=1e-12)
 
@@ -133,25 +134,25 @@ def test_speed_medians_over_repeats_and_failed_runs():
     runs = {(case, v): [{'img_per_sec': s, 'peak_rss_mb': 100.0 * s} for s in speeds]
             for v, speeds in values.items()}
     runs[case, 'module'].append({'error': 'exit code -9: killed'})
-    report = bench_speed.build_report([case], runs, dict(repeats=3, steps=1, warmup=0, seed=0))
+    report = speed.build_report([case], runs, dict(repeats=3, steps=1, warmup=0, seed=0))
     (c,) = report['cases']
     median = {v: statistics.median(s) for v, s in values.items()}      # 20, 9, 15, 12
     assert {v: c['variants'][v]['img_per_sec'] for v in values} == median
     assert c['ratios']['hybrid/module img/s'] == pytest.approx(20 / 15)
     assert c['ratios']['mirror memory saving %'] == pytest.approx(100 * (1 - 12 / 15))
     assert c['ratios']['mirror env memory saving %'] == pytest.approx(100 * (1 - 20 / 15))
-    assert '1 measurement(s) failed' in bench_speed.format_markdown(report)
+    assert '1 measurement(s) failed' in speed.format_markdown(report)
 
 
 def test_mirroring_variants_run_with_mirroring_in_their_subprocess(speed_run):
     report, _ = speed_run
     variants = report['cases'][0]['variants']
-    env = {v: variants[v]['runs'][0]['env'] for v in bench_speed.VARIANTS}
-    run = {v: variants[v]['runs'][0] for v in bench_speed.VARIANTS}
+    env = {v: variants[v]['runs'][0]['env'] for v in speed.VARIANTS}
+    run = {v: variants[v]['runs'][0] for v in speed.VARIANTS}
     assert env['module_mirror_env']['MXNET_BACKWARD_DO_MIRROR'] == '1'
     assert all(env[v]['MXNET_BACKWARD_DO_MIRROR'] is None for v in ('hybrid', 'imperative',
                                                                     'module', 'module_mirror'))
-    assert {env[v]['MXNET_SUBGRAPH_BACKEND'] for v in bench_speed.VARIANT_MIRROR} == {'NONE'}
+    assert {env[v]['MXNET_SUBGRAPH_BACKEND'] for v in speed.VARIANT_MIRROR} == {'NONE'}
     # the bound graph recomputes nodes in backward only with mirroring, and the planned
     # mirroring (convolutions recomputed too) plans less memory than the Module without
     assert run['module_mirror']['mirrored_nodes'] > run['module_mirror_env']['mirrored_nodes'] > 0
@@ -161,15 +162,15 @@ def test_mirroring_variants_run_with_mirroring_in_their_subprocess(speed_run):
 
 def test_variant_env_drops_a_stray_mirroring_flag():
     base = {'MXNET_BACKWARD_DO_MIRROR': '1', 'OMP_NUM_THREADS': '3', 'PATH': '/bin'}
-    assert 'MXNET_BACKWARD_DO_MIRROR' not in bench_speed.variant_env('module', base)
-    assert 'MXNET_BACKWARD_DO_MIRROR' not in bench_speed.variant_env('module_mirror', base)
-    assert bench_speed.variant_env('module_mirror_env', base)['MXNET_BACKWARD_DO_MIRROR'] == '1'
-    assert bench_speed.variant_env('hybrid', base)['OMP_NUM_THREADS'] == '3'   # the user's
-    assert bench_speed.variant_env('hybrid', {})['OMP_NUM_THREADS'].isdigit()
+    assert 'MXNET_BACKWARD_DO_MIRROR' not in speed.variant_env('module', base)
+    assert 'MXNET_BACKWARD_DO_MIRROR' not in speed.variant_env('module_mirror', base)
+    assert speed.variant_env('module_mirror_env', base)['MXNET_BACKWARD_DO_MIRROR'] == '1'
+    assert speed.variant_env('hybrid', base)['OMP_NUM_THREADS'] == '3'   # the user's
+    assert speed.variant_env('hybrid', {})['OMP_NUM_THREADS'].isdigit()
 
 
 def test_speed_order_interleaves_and_rotates_the_variants():
-    order = bench_speed.run_order(['a:1', 'b:1'], repeats=2, variants=('x', 'y', 'z'))
+    order = speed.run_order(['a:1', 'b:1'], repeats=2, variants=('x', 'y', 'z'))
     assert [(r, c) for r, c, _ in order] == [(r, c) for r in (0, 1) for c in ('a:1', 'b:1')
                                              for _ in 'xyz']
     assert [v for _, _, v in order] == list('xyzxyzyzxyzx')
@@ -177,14 +178,14 @@ def test_speed_order_interleaves_and_rotates_the_variants():
 
 @pytest.mark.parametrize('case', ['cifar_resnet20_v2', 'cifar_resnet20_v2:0', 'nope:8'])
 def test_speed_rejects_bad_cases(case):
-    result = CliRunner().invoke(compare.cli, ['speed', '--cases', case])
+    result = CliRunner().invoke(cli, ['speed', '--cases', case])
     assert result.exit_code == 2 and 'Invalid value' in result.output
 
 
 # ---- compare notes ----
 
 def test_notes_command_on_a_tiny_budget(tmp_path):
-    result = CliRunner().invoke(compare.cli, [
+    result = CliRunner().invoke(cli, [
         'notes', '--iters', '2', '--batch', '4', '--test-images', '8',
         '--out', str(tmp_path / 'notes.json'), '--markdown', str(tmp_path / 'notes.md')])
     assert result.exit_code == 0, result.output

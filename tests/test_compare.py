@@ -1,5 +1,5 @@
-"""`compare train` (project issue 4) and legacy_symbol.compare.child, the child-process
-helper the comparisons are moving to.
+"""legacy_symbol.compare: `compare train` (project issue 4) and the child-process helper
+every comparison runs its measurements and trainings through (child.py).
 
 The training runs are tiny (ResNet-8, 256 sample images, batch 32): what is checked is
 that a Module trained from the Gluon run's weights on the same batches ends where the
@@ -7,13 +7,15 @@ Gluon run does, bit for bit when both use the same loss-layer gradient.
 """
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from gluon_resnet_v2 import compare
 from gluon_resnet_v2.errors import UserError
 from gluon_resnet_v2.runlog import read_log
 from legacy_symbol.compare import child
+from legacy_symbol.compare.cli import cli
 
 from support import PNG, REPO, run_cli
 
@@ -33,7 +35,7 @@ def exact_backend(monkeypatch):
 def compare_tiny(tmp_path, capsys, *extra):
     out = tmp_path / 'cmp'
     code, stdout, err = run_cli(['train', '--depth', '8', '--max-iters', '6', '--log-interval', '2',
-                                 '--out', out] + list(extra), capsys, compare.cli)
+                                 '--out', out] + list(extra), capsys, cli)
     assert code == 0, err
     report = json.loads((out / 'report.json').read_text())
     logs = {s: read_log(out / s) for s in ('gluon', 'module')}
@@ -81,9 +83,19 @@ def test_compare_train_bad_input_one_line_exit_2(args, words, tmp_path, capsys):
     args = [a.format(used=used) for a in args]
     if '--out' not in args:
         args += ['--out', str(tmp_path / 'fresh')]
-    code, out, err = run_cli(['train'] + args, capsys, compare.cli)
+    code, out, err = run_cli(['train'] + args, capsys, cli)
     assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
     assert not (tmp_path / 'fresh').exists() and os.listdir(used) == ['report.json']
+
+
+def test_module_entry_point_gives_one_line_and_exit_2(tmp_path):
+    """`python -m legacy_symbol.compare` runs the group through main_wrapper."""
+    proc = subprocess.run([sys.executable, '-m', 'legacy_symbol.compare', 'train', '--depth', '9',
+                           '--out', str(tmp_path / 'fresh')], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith('error: ') and len(proc.stderr.strip().splitlines()) == 1
+    assert 'depth' in proc.stderr and not (tmp_path / 'fresh').exists()
 
 
 # ------------------------------------------------------------------ child.py

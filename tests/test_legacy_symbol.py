@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import gluon_resnet_v2 as grv
-from gluon_resnet_v2 import compare
 from gluon_resnet_v2.models import PLACEMENTS, SHORTCUTS
-from legacy_symbol import equivalence, notes, paper, runs, weights
+from legacy_symbol import notes, paper, weights
+from legacy_symbol.compare import equivalence, sides
+from legacy_symbol.compare.cli import cli
 
 NONE_ROWS = ('f64', 'f32', 'f64 softmax', 'f32 softmax')
 ALL_QUANTITIES = set(equivalence.QUANTITIES)
@@ -66,9 +67,9 @@ def test_bn_statistics_move_in_backward_not_forward(report):
 
 
 def test_every_parameter_gradient_is_compared():
-    setup = runs.make_case('cifar_resnet20_v1', {'shortcut': 'gate_exclusive'}, 2, 0)
-    g = runs.gluon_run(setup, 'float64')
-    m = runs.module_run(setup, 'float64', g['head_grad'])
+    setup = sides.make_case('cifar_resnet20_v1', {'shortcut': 'gate_exclusive'}, 2, 0)
+    g = sides.gluon_run(setup, 'float64')
+    m = sides.module_run(setup, 'float64', g['head_grad'])
     net = grv.get_model('cifar_resnet20_v1', shortcut='gate_exclusive')
     trainable = gluon_names(net) - {n for n in gluon_names(net) if 'running' in n}
     assert set(g['grads']) == set(m['grads']) == set(m['softmax']['grads']) == trainable
@@ -78,15 +79,15 @@ def test_every_parameter_gradient_is_compared():
 @pytest.mark.parametrize('what', ['gamma_beta', 'mean_var'])
 def test_comparison_catches_swapped_weights(what):
     """The check can fail: swap one BN's gamma/beta (or mean/var) on the Module side."""
-    setup = runs.make_case('cifar_resnet20_v2', {}, 4, 0)
+    setup = sides.make_case('cifar_resnet20_v2', {}, 4, 0)
     a, b = {'gamma_beta': ('stage2_unit2_bn2_gamma', 'stage2_unit2_bn2_beta'),
             'mean_var': ('stage2_unit2_bn2_running_mean', 'stage2_unit2_bn2_running_var')}[what]
     arrays = dict(setup.args, **setup.aux)
     arrays[a], arrays[b] = arrays[b], arrays[a]
     broken = setup._replace(args={k: arrays[k] for k in setup.args},
                             aux={k: arrays[k] for k in setup.aux})
-    g = runs.gluon_run(setup, 'float64')
-    errors = equivalence.compare(runs.module_run(broken, 'float64', g['head_grad']), g)
+    g = sides.gluon_run(setup, 'float64')
+    errors = equivalence.compare(sides.module_run(broken, 'float64', g['head_grad']), g)
     assert errors['inference'][0] > 1e-3
     if what == 'gamma_beta':                     # batch statistics ignore mean/var
         assert errors['train'][0] > 1e-3 and errors['grads'][0] > 1e-3
@@ -103,18 +104,18 @@ def _matrix():
                          ids=lambda o: ','.join('%s=%s' % kv for kv in o.items()))
 def test_every_placement_and_shortcut_matches_gluon(overrides):
     """Table 2 placements x unit types, Table 1 shortcuts x v1/v2, option A: float64."""
-    setup = runs.make_case('cifar_resnet20_v2', overrides, 2, 1)
+    setup = sides.make_case('cifar_resnet20_v2', overrides, 2, 1)
     train = overrides.get('shortcut') != 'dropout'      # masks differ: inference only
-    g = runs.gluon_run(setup, 'float64', train)
-    errors = equivalence.compare(runs.module_run(setup, 'float64', g.get('head_grad')), g)
+    g = sides.gluon_run(setup, 'float64', train)
+    errors = equivalence.compare(sides.module_run(setup, 'float64', g.get('head_grad')), g)
     assert len(errors) == (7 if train else 2)
     assert max(e for e, _ in errors.values()) <= equivalence.TOLERANCE, errors
 
 
 def test_one_layer_units_match_gluon():
-    setup = runs.make_case('cifar_resnet110_1layer_v2', {}, 2, 0)
-    g = runs.gluon_run(setup, 'float64')
-    errors = equivalence.compare(runs.module_run(setup, 'float64', g['head_grad']), g)
+    setup = sides.make_case('cifar_resnet110_1layer_v2', {}, 2, 0)
+    g = sides.gluon_run(setup, 'float64')
+    errors = equivalence.compare(sides.module_run(setup, 'float64', g['head_grad']), g)
     assert len(errors) == 7 and max(e for e, _ in errors.values()) <= equivalence.TOLERANCE
 
 
@@ -141,13 +142,13 @@ def test_subgraph_backend_is_read_at_bind_time(name):
     the no-gradient train-mode forward is wrong: in v1 every BN follows a conv and is
     folded, so the "train-mode" answer is the inference one; in v2 the pre-activation BNs
     (before their convs) stay and use batch statistics, so it is neither."""
-    setup = runs.make_case(name, {}, 4, 0)
-    g = runs.gluon_run(setup, 'float32')
+    setup = sides.make_case(name, {}, 4, 0)
+    g = sides.gluon_run(setup, 'float32')
     x = mx.nd.array(setup.x)
     train_err, inference_err = {}, {}
     for value in (None, 'NONE', None):               # unset, NONE, unset again
         with equivalence.subgraph_backend(value):
-            out = runs.nograd_run(setup, x, 'float32', train=True)['bind_train']
+            out = sides.nograd_run(setup, x, 'float32', train=True)['bind_train']
         train_err.setdefault(value, []).append(equivalence.max_rel_error(out, g['train']))
         inference_err[value] = equivalence.max_rel_error(out, g['inference'])
     assert min(train_err[None]) > 0.05 and train_err['NONE'][0] <= equivalence.TOLERANCE
@@ -198,7 +199,7 @@ def test_bad_model_arguments_raise_value_error():
 def _initialised(name, **overrides):
     net = grv.init_model(grv.get_model(name, **overrides))
     net(mx.nd.zeros((1, 3, 32, 32)))
-    runs.randomise_batchnorm(net, np.random.RandomState(3))
+    sides.randomise_batchnorm(net, np.random.RandomState(3))
     return net
 
 
@@ -299,7 +300,7 @@ def test_notes_network_quirks_are_in_the_graph():
 
 def test_cli_equivalence_writes_table_and_json(tmp_path):
     out = tmp_path / 'report.json'
-    result = CliRunner().invoke(compare.cli, [
+    result = CliRunner().invoke(cli, [
         'equivalence', '--model', 'cifar_resnet20_v2:projection=A', '--no-mkldnn', '--batch', '2',
         '--out', str(out)])
     assert result.exit_code == 0, result.output
@@ -309,5 +310,5 @@ def test_cli_equivalence_writes_table_and_json(tmp_path):
 
 
 def test_cli_rejects_unknown_model():
-    result = CliRunner().invoke(compare.cli, ['equivalence', '--model', 'resnet19_v2'])
+    result = CliRunner().invoke(cli, ['equivalence', '--model', 'resnet19_v2'])
     assert result.exit_code == 2 and 'resnet18_v2' in result.output

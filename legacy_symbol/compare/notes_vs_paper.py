@@ -1,14 +1,14 @@
-"""`python -m gluon_resnet_v2.compare notes`: the notes' network next to the paper's ResNet-110.
+"""`python -m legacy_symbol.compare notes`: the notes' network next to the paper's ResNet-110.
 
 Both are trained the notes' way, through `mx.mod.Module` (bind, init_params, forward /
-backward / update; MXNET_SUBGRAPH_BACKEND=NONE, see README.md), at the same budget: the
-same embedded real CIFAR-10 sample (gluon_resnet_v2.data, 5,000 training and 1,000 test
-images, the paper's pad/crop/flip augmentation, numpy batches wrapped in mx.io.DataBatch),
-the same batches in the same order, the same number of iterations and the same schedule.
-Reported per network: parameters (the symbol's weight arguments), multiply-adds per image
-(legacy_symbol.flops, from the symbol's inferred shapes), training img/s (data pipeline
-included, first iterations excluded), training loss/error over the last tenth of the run,
-and the test error at the end.
+backward / update; MXNET_SUBGRAPH_BACKEND=NONE, see legacy_symbol/README.md), at the same
+budget: the same embedded real CIFAR-10 sample (gluon_resnet_v2.data, 5,000 training and
+1,000 test images, the paper's pad/crop/flip augmentation, numpy batches wrapped in
+mx.io.DataBatch), the same batches in the same order, the same number of iterations and
+the same schedule. Reported per network: parameters (the symbol's weight arguments),
+multiply-adds per image (flops.py, from the symbol's inferred shapes), training img/s
+(data pipeline included, first iterations excluded), training loss/error over the last
+tenth of the run, and the test error at the end.
 
 The schedule is the paper's shape scaled to the run: warm-up at lr 0.01 for the first
 tenth of the iterations (the paper's 400 iterations bring the training error under 80 %
@@ -28,7 +28,9 @@ import numpy as np
 
 import gluon_resnet_v2 as grv
 
-from . import flops, notes, paper, weights
+from legacy_symbol import notes, paper, weights
+
+from . import flops
 from .equivalence import subgraph_backend
 
 PAPER_MODEL = 'cifar_resnet110_v2'
@@ -77,7 +79,7 @@ def bind(symbol, batch, optim, seed):
 
 def _loss_err(prob, label):
     """Summed -log p(label) and errors of a batch, kept on the device (no host sync)."""
-    from .fit import cross_entropy
+    from legacy_symbol.fit import cross_entropy
     return cross_entropy(prob, label).sum(), (mx.nd.argmax(prob, axis=1) != label).sum()
 
 
@@ -176,8 +178,8 @@ def format_markdown(report):
     lines += ['', '%s; %d iterations of batch %d through mx.mod.Module '
               '(MXNET_SUBGRAPH_BACKEND=NONE), NAG lr %g (warm-up %g for %d it., /10 at %s), '
               'momentum %g, wd %g; test error on %d test images; mult-adds of conv/FC layers '
-              '(legacy_symbol.flops); img/s includes the data pipeline (%d worker thread(s)), '
-              'OMP_NUM_THREADS=%s, MXNet %s.'
+              '(legacy_symbol.compare.flops); img/s includes the data pipeline '
+              '(%d worker thread(s)), OMP_NUM_THREADS=%s, MXNet %s.'
               % (cfg['dataset'], cfg['iters'], cfg['batch'], cfg['lr'], cfg['warmup_lr'],
                  cfg['warmup_iters'], ', '.join(map(str, cfg['lr_steps'])) or 'never',
                  cfg['momentum'], cfg['wd'], nets[0]['test_images'], cfg['num_workers'],

@@ -1,4 +1,5 @@
-"""Is the mx.sym / Module network the Gluon network? Same weights, same batch, compare all.
+"""`python -m legacy_symbol.compare equivalence`: is the mx.sym / Module network the Gluon
+network? Same weights, same batch, compare all.
 
 For each case (a registry name with overrides) the Gluon net (hybridized, autograd) and
 the `legacy_symbol.paper` symbol in an `mx.mod.Module` (bound for training,
@@ -33,8 +34,8 @@ only; its float64 twin is held to TOLERANCE (measured ~1e-14).
 
 MKLDNN. The in-process Modules bind with MXNET_SUBGRAPH_BACKEND=NONE (read by every bind,
 GraphExecutor's constructor, so setting it after import works). The same Module runs
-again in a subprocess with the variable unset, i.e. the default MKLDNN subgraph backend,
-and its float32 results are compared with Gluon's and reported as a finding.
+again in a child process with the variable unset, i.e. the default MKLDNN subgraph
+backend, and its float32 results are compared with Gluon's and reported as a finding.
 """
 import contextlib
 import json
@@ -42,9 +43,10 @@ import os
 import sys
 import tempfile
 
+import click
 import numpy as np
 
-from . import runs
+from . import sides
 
 TOLERANCE = 1e-5
 FLOAT32_GRAD_TOLERANCE = 1e-4
@@ -123,9 +125,9 @@ def _set_env(key, value):
         os.environ[key] = value
 
 
-# ---- one case (the Gluon and Module runs live in legacy_symbol.runs) ----
+# ---- one case (the Gluon and Module runs live in sides.py) ----
 
-# row label -> what it compares; 'MKLDNN' rows come from the subprocess
+# row label -> what it compares; 'MKLDNN' rows come from the child process
 PATHS = {
     'f64': 'Module vs Gluon, float64, same head gradient',
     'f32': 'Module vs Gluon, float32, same head gradient',
@@ -153,13 +155,13 @@ def row_passes(label, row):
 def run_case(case, batch=8, seed=0):
     """Gluon and Module on one case in float64 and float32: (report, MKLDNN job)."""
     name, overrides = parse_case(case)
-    setup = runs.make_case(name, overrides, batch, seed)
+    setup = sides.make_case(name, overrides, batch, seed)
     train = overrides.get('shortcut') != 'dropout'     # dropout masks differ between runs
     gluon, module = {}, {}
     for dtype in ('float64', 'float32'):
-        gluon[dtype] = runs.gluon_run(setup, dtype, train)
+        gluon[dtype] = sides.gluon_run(setup, dtype, train)
         with subgraph_backend('NONE'):
-            module[dtype] = runs.module_run(setup, dtype, gluon[dtype].get('head_grad'))
+            module[dtype] = sides.module_run(setup, dtype, gluon[dtype].get('head_grad'))
     rows = {}
     for dtype, label in (('float64', 'f64'), ('float32', 'f32')):
         rows[label] = compare(module[dtype], gluon[dtype])
@@ -167,7 +169,7 @@ def run_case(case, batch=8, seed=0):
             rows[label + ' softmax'] = compare(module[dtype]['softmax'], gluon[dtype]['softmax'])
     rows['gluon f32-vs-f64'] = compare(gluon['float32'], gluon['float64'])
     report = {'case': case, 'rows': rows, 'train_compared': train,
-              'stats_change': runs.stats_change(setup, gluon['float64'], module['float64'])}
+              'stats_change': sides.stats_change(setup, gluon['float64'], module['float64'])}
     report['passed'] = all(row_passes(k, r) for k, r in rows.items())
     return report, (setup, gluon['float32'])
 
@@ -182,7 +184,7 @@ def run_equivalence(cases=DEFAULT_CASES, batch=8, seed=0, mkldnn=True, workdir=N
               'cases': list(reports), 'passed': all(r['passed'] for r in reports)}
     if mkldnn:
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            results, log = runs.run_default_backend_subprocess(
+            results, log = sides.run_default_backend(
                 [(s, g.get('head_grad')) for s, g in jobs], tmp)
         for rep, (_, gluon32), res in zip(reports, jobs, results):
             rep['rows']['f32 MKLDNN'] = compare(res, gluon32)
@@ -259,6 +261,40 @@ def write_json(report, path):
         json.dump(report, f, indent=1, sort_keys=True)
 
 
-if __name__ == '__main__':
-    # `python -m legacy_symbol.equivalence WORKDIR`: the subprocess side of the MKLDNN run
-    runs.default_backend_worker(sys.argv[1])
+
+# ---- the command ----
+
+def _check_cases(ctx, param, values):
+    """Parse each --model now, so a bad name fails with the list of valid ones."""
+    import gluon_resnet_v2 as grv
+    for text in values:
+        name, overrides = parse_case(text)
+        try:
+            grv.get_model(name, **overrides)
+        except (ValueError, TypeError) as e:
+            raise click.BadParameter(str(e))
+    return values
+
+
+@click.command('equivalence')
+@click.option('--model', 'models', multiple=True, callback=_check_cases, metavar='NAME[:K=V,...]',
+              help='registry name with get_model overrides, e.g. cifar_resnet110_v2 or '
+                   'cifar_resnet20_v1:block=bottleneck,shortcut=gate_exclusive; repeatable. '
+                   'Default: %s.' % ', '.join(DEFAULT_CASES))
+@click.option('--batch', default=8, show_default=True, help='images in the one compared batch')
+@click.option('--seed', default=0, show_default=True, help='seed of weights, BN statistics, batch')
+@click.option('--mkldnn/--no-mkldnn', default=True, show_default=True,
+              help='also run the Module with the default MKLDNN subgraph backend (subprocess)')
+@click.option('--out', type=click.Path(dir_okay=False), default=None,
+              help='write the report as JSON here')
+def equivalence_cmd(models, batch, seed, mkldnn, out):
+    """Same weights, same batch: outputs, every gradient and BN statistics, Gluon vs Module.
+
+    Exit status 1 if Module (MXNET_SUBGRAPH_BACKEND=NONE) and Gluon disagree; an MKLDNN
+    disagreement is reported as a finding."""
+    report = run_equivalence(models or DEFAULT_CASES, batch, seed, mkldnn)
+    click.echo(format_report(report))
+    if out:
+        write_json(report, out)
+        click.echo('report written to %s' % out)
+    sys.exit(0 if report['passed'] else 1)

@@ -5,12 +5,10 @@ for one given head gradient dL/dlogits, the BN running statistics after the trai
 forward and after the backward, the same again under 'softmax' for each framework's own
 loss (SoftmaxOutput / SoftmaxCrossEntropyLoss), and the logits of a Module bound without
 gradients (for Gluon, its inference / train-mode logits: Gluon has no such bind). The
-default-backend subprocess of legacy_symbol.equivalence runs `module_run` as well.
+default-backend child process of the equivalence check runs `module_run` as well.
 """
 import collections
 import os
-import subprocess
-import sys
 
 import mxnet as mx
 import numpy as np
@@ -20,7 +18,9 @@ import gluon_resnet_v2 as grv
 
 from gluon_resnet_v2.models import registry
 
-from . import paper, weights
+from legacy_symbol import paper, weights
+
+from . import child
 
 # One case: the network, its starting weights (numpy float32) and one batch.
 Setup = collections.namedtuple('Setup', 'name overrides logits args aux x y')
@@ -183,10 +183,10 @@ def _rel_change(after, before):
 
 # ---- the default (MKLDNN subgraph) backend, in a process of its own ----
 
-def run_default_backend_subprocess(jobs, tmp):
-    """Module float32 runs of `jobs`, (setup, head gradient or None) pairs, in a subprocess
-    with MXNET_SUBGRAPH_BACKEND unset; returns (results, the subprocess's stderr, where
-    MXNet logs the backend it uses)."""
+def run_default_backend(jobs, tmp):
+    """Module float32 runs of `jobs`, (setup, head gradient or None) pairs, in a child
+    process with MXNET_SUBGRAPH_BACKEND unset; returns (results, the child's stderr, where
+    MXNet logs the backend it uses). The arrays travel as npz files under `tmp`."""
     for i, (s, head_grad) in enumerate(jobs):
         d = os.path.join(tmp, str(i))
         os.makedirs(d)
@@ -196,24 +196,24 @@ def run_default_backend_subprocess(jobs, tmp):
                  **{'arg:' + k: v for k, v in s.args.items()},
                  **{'aux:' + k: v for k, v in s.aux.items()})
     env = {k: v for k, v in os.environ.items() if k != 'MXNET_SUBGRAPH_BACKEND'}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, '-m', 'legacy_symbol.equivalence', tmp], env=env,
-                          cwd=root, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError('default-backend subprocess failed:\n' + proc.stderr[-3000:])
-    results = [_load_result(os.path.join(tmp, str(i), 'result.npz')) for i in range(len(jobs))]
-    return results, proc.stderr
+    paths, log = child.run_logged('legacy_symbol.compare.sides:default_backend_worker',
+                                  {'workdir': tmp}, env)
+    return [_load_result(p) for p in paths], log
 
 
-def default_backend_worker(tmp):
-    """The subprocess side: run every case directory under `tmp`, save result.npz."""
-    for i in range(len(os.listdir(tmp))):
-        d = os.path.join(tmp, str(i))
+def default_backend_worker(workdir):
+    """The child's side: run every case directory under `workdir`, each into its
+    result.npz; returns their paths in case order."""
+    paths = []
+    for i in range(len(os.listdir(workdir))):
+        d = os.path.join(workdir, str(i))
         inputs = np.load(os.path.join(d, 'inputs.npz'))
         setup = Setup(None, {}, mx.sym.load(os.path.join(d, 'logits.json')),
                       _pick(inputs, 'arg:'), _pick(inputs, 'aux:'), inputs['x'], inputs['y'])
         out = module_run(setup, 'float32', inputs['head_grad'] if 'head_grad' in inputs else None)
-        np.savez(os.path.join(d, 'result.npz'), **_flatten(out))
+        paths.append(os.path.join(d, 'result.npz'))
+        np.savez(paths[-1], **_flatten(out))
+    return paths
 
 
 def _pick(npz, prefix):

@@ -1,4 +1,4 @@
-"""`python -m gluon_resnet_v2.compare train`: one run trained by the Gluon engine and by a Module.
+"""`python -m legacy_symbol.compare train`: one run trained by the Gluon engine and by a Module.
 
 Same network (the Gluon model and its `legacy_symbol.paper` symbol), same starting weights
 (the Gluon run's seeded He initialisation, copied with `legacy_symbol.weights.
@@ -10,29 +10,29 @@ decay on every parameter), N iterations each. Written to --out:
     curves.png         both runs overlaid (training loss dashed, test error solid)
     report.json        the parameter difference at the end, per tensor and overall
 
-Both runs execute in one child process whose environment fixes MXNET_MKLDNN_ENABLED
-(--mkldnn/--no-mkldnn): MXNet reads it once per process, before the first oneDNN kernel.
-The two runs differ in one op only: the loss layer (Gluon's SoftmaxCrossEntropyLoss,
-Module's SoftmaxOutput; ~1e-7 apart in float32 dL/dlogits). --same-head gives the Gluon
-run SoftmaxOutput's gradient too: with --no-mkldnn the two runs are then bit-identical.
-Difference measure, per tensor: max|module - gluon| / max|gluon| (legacy_symbol.
-equivalence.max_rel_error); overall also the relative L2 distance of all weights, and that
+Both runs execute in one child process (child.py) whose environment fixes
+MXNET_MKLDNN_ENABLED (--mkldnn/--no-mkldnn): MXNet reads it once per process, before the
+first oneDNN kernel. The two runs differ in one op only: the loss layer (Gluon's
+SoftmaxCrossEntropyLoss, Module's SoftmaxOutput; ~1e-7 apart in float32 dL/dlogits).
+--same-head gives the Gluon run SoftmaxOutput's gradient too: with --no-mkldnn the two runs
+are then bit-identical. Difference measure, per tensor: max|module - gluon| / max|gluon|
+(equivalence.max_rel_error); overall also the relative L2 distance of all weights, and that
 distance over how far Gluon's weights moved from the start (the share of the training
 update the two disagree on).
 """
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import replace
 
 import click
 import numpy as np
 
-from .cli import build_config, config_options, load_yaml
-from .errors import UserError
+from gluon_resnet_v2.cli import build_config, config_options, load_yaml
+from gluon_resnet_v2.errors import UserError
+
+from . import child
 
 # where the comparison's defaults differ from the training recipe's: a quick run
 DEFAULTS = dict(model='cifar_resnet20_v2', dataset='cifar10-sample', max_iters=100,
@@ -68,7 +68,7 @@ def train_cmd(out, mkldnn, same_head, config_file, **values):
                   seconds=round(seconds, 1))
     with open(os.path.join(out, 'report.json'), 'w') as f:
         json.dump(report, f, indent=1, sort_keys=True)
-    from .plotting import plot_runs
+    from gluon_resnet_v2.plotting import plot_runs
     plot_runs({s: os.path.join(out, s) for s in SIDES}, os.path.join(out, 'curves.png'),
               title='Gluon vs Module: %s, %d iterations' % (cfg.model.model or 'depth %d'
                                                            % cfg.model.depth, report['iteration']))
@@ -78,8 +78,8 @@ def train_cmd(out, mkldnn, same_head, config_file, **values):
 
 def check_before_training(cfg, out):
     """The cheap checks, in this process, before anything is written."""
-    from .devices import contexts
-    from .factory import check_model
+    from gluon_resnet_v2.devices import contexts
+    from gluon_resnet_v2.factory import check_model
     if os.path.isdir(out) and os.listdir(out):
         raise UserError('--out %s is not empty: choose a new folder (nothing was overwritten)'
                         % out)
@@ -99,18 +99,17 @@ def with_defaults(config_file, values):
 
 def run_child(job_spec, out, mkldnn):
     """Both trainings in a child process with MXNET_MKLDNN_ENABLED fixed; returns seconds.
-    If the child refuses the input (exit 2), --out is left as it was found: empty or absent."""
+    If the child refuses the input (a UserError), --out is left as it was found: empty or
+    absent."""
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
-    job = os.path.join(out, 'job.json')
-    with open(job, 'w') as f:
-        json.dump(job_spec, f)
     env = dict(os.environ, MXNET_MKLDNN_ENABLED='1' if mkldnn else '0')
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     began = time.time()
-    proc = subprocess.run([sys.executable, '-m', 'gluon_resnet_v2.compare_train', job, out],
-                          env=env, cwd=root, capture_output=True, text=True)
-    if proc.returncode == 2:         # a UserError in the child: relay its one line
+    try:
+        # absolute: the child runs in the repository root, not in this process's directory
+        child.run('legacy_symbol.compare.train:train_both',
+                  dict(job_spec, out=os.path.abspath(out)), env)
+    except UserError:
         for name in os.listdir(out):
             path = os.path.join(out, name)
             if os.path.isdir(path):
@@ -119,27 +118,23 @@ def run_child(job_spec, out, mkldnn):
                 os.remove(path)
         if created:
             os.rmdir(out)
-        raise UserError(proc.stderr.strip().splitlines()[-1].replace('error: ', '', 1))
-    if proc.returncode:
-        raise RuntimeError('compare train: the training process failed:\n' + proc.stderr[-3000:])
+        raise
     return time.time() - began
 
 
-def train_both(job, out):
-    """The child: the Gluon run from its seeded initialisation, then the Module from the same
-    weights. Saves the starting weights as initial.npz."""
+def train_both(config, same_head, out):
+    """The child's side: the Gluon run from its seeded initialisation, then the Module from
+    the same weights. Saves the starting weights as initial.npz."""
+    from gluon_resnet_v2.config import Config
+    from gluon_resnet_v2.engine import Run
     from legacy_symbol import weights
     from legacy_symbol.fit import build_symbol, fit_module
 
-    from .config import Config
-    from .engine import Run
-    with open(job) as f:
-        spec = json.load(f)
-    cfg = Config.from_dict(spec['config'])
+    cfg = Config.from_dict(config)
     side = {s: replace(cfg, run=replace(cfg.run, run_dir=os.path.join(out, s), resume=False))
             for s in SIDES}
     run = Run(side['gluon'], progress=False)
-    if spec['same_head']:
+    if same_head:
         run.loss_fn = softmax_output_head
     try:
         run.start()                  # seeds, initialises (He), hybridizes
@@ -171,7 +166,7 @@ def final_params(out):
     """({name: array} per side, iterations): Gluon's last checkpoint, the Module's weights."""
     import mxnet as mx
 
-    from . import checkpoint
+    from gluon_resnet_v2 import checkpoint
     state = checkpoint.load(checkpoint.path(os.path.join(out, 'gluon'), 'latest'))
     it = state['iteration']
     loaded = mx.nd.load(os.path.join(out, 'module', 'module-%04d.params' % it))
@@ -181,8 +176,9 @@ def final_params(out):
 
 def compare_runs(out):
     """The report: per-tensor and overall differences of the final weights and the logs."""
-    from legacy_symbol.equivalence import max_rel_error
-    from .runlog import read_log
+    from gluon_resnet_v2.runlog import read_log
+
+    from .equivalence import max_rel_error
     params, it = final_params(out)
     init = dict(np.load(os.path.join(out, 'initial.npz')))
     g, m = params['gluon'], params['module']
@@ -234,11 +230,3 @@ def format_report(r, out):
         'written in %.0f s: %s/{gluon,module}/, curves.png, report.json' % (r['seconds'], out)]
     return '\n'.join(lines)
 
-
-if __name__ == '__main__':
-    # `python -m gluon_resnet_v2.compare_train JOB OUT`: the child side of run_child
-    try:
-        train_both(sys.argv[1], sys.argv[2])
-    except UserError as e:
-        print('error: %s' % ' '.join(str(e).split()), file=sys.stderr)
-        sys.exit(2)

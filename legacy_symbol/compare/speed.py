@@ -1,4 +1,4 @@
-"""`python -m gluon_resnet_v2.compare speed`: training img/s and peak memory, Gluon vs Module.
+"""`python -m legacy_symbol.compare speed`: training img/s and peak memory, Gluon vs Module.
 
 Five ways to train the same network on this machine, measured side by side in one run:
 
@@ -15,7 +15,7 @@ Five ways to train the same network on this machine, measured side by side in on
 One step = forward + backward + optimizer update (NAG with the paper's hyper-parameters,
 schedule.optimizer_params, weight decay on every parameter in both APIs) on synthetic
 data: a fixed pair of random batches, so no data pipeline is timed. Each measurement is a
-FRESH subprocess: its ru_maxrss is the peak resident memory of that variant alone (one
+FRESH child process (child.py): its ru_maxrss is the peak resident memory of that variant alone (one
 process's peak would hide the others'), and no variant inherits another's allocator state
 or warm caches. Warm-up steps (graph building, memory planning, MKLDNN primitive creation)
 are excluded; the timed steps are bounded by mx.nd.waitall(), and Python runs at most one
@@ -31,11 +31,11 @@ import os
 import re
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import click
+
+from . import child
 
 VARIANTS = ('hybrid', 'imperative', 'module', 'module_mirror', 'module_mirror_env')
 # environment of each variant's subprocess (MXNet reads both variables when a Module binds)
@@ -74,7 +74,7 @@ SETUP = dict(data='synthetic: 2 fixed random batches, 3x32x32',
 
 def parse_case(text):
     """'cifar_resnet110_v2:128' -> ('cifar_resnet110_v2', 128); the name must be registered."""
-    from .models import list_models
+    from gluon_resnet_v2.models import list_models
     name, sep, batch = text.strip().partition(':')
     if name not in list_models():
         raise ValueError('unknown model %r in case %r: choose one of %s'
@@ -88,7 +88,7 @@ def parse_case(text):
 # ---- the subprocess side: one variant, one case ----
 
 def _optim(batch):
-    from .config import OptimConfig
+    from gluon_resnet_v2.config import OptimConfig
     return OptimConfig(batch_size=batch)     # NAG, lr 0.1, momentum 0.9, wd 1e-4
 
 
@@ -97,9 +97,9 @@ def gluon_step(name, batch, hybridize):
     import mxnet as mx
     from mxnet import gluon
 
-    from . import get_model, init_model
-    from .schedule import optimizer_params
-    from .steps import train_step
+    from gluon_resnet_v2 import get_model, init_model
+    from gluon_resnet_v2.schedule import optimizer_params
+    from gluon_resnet_v2.steps import train_step
     net = init_model(get_model(name, classes=CLASSES))
     net(mx.nd.zeros((1,) + INPUT_SHAPE))                      # finish deferred shapes
     if hybridize:
@@ -118,8 +118,8 @@ def module_step(name, batch, mirror=None):
     `mirror`: None or a legacy_symbol.mirror policy, applied as legacy_symbol.fit does."""
     import mxnet as mx
 
-    from . import he_init
-    from .schedule import module_optimizer
+    from gluon_resnet_v2 import he_init
+    from gluon_resnet_v2.schedule import module_optimizer
     from legacy_symbol import mirror as mirroring, paper
     symbol = paper.get_training_symbol(name, classes=CLASSES)
     shapes = {'data': (batch,) + INPUT_SHAPE, 'softmax_label': (batch,)}
@@ -192,13 +192,11 @@ def variant_env(variant, base=None):
 def run_one(spec):
     """One measurement in a fresh interpreter; {'error': ...} if it failed (e.g. killed
     for memory), so one failing variant does not end a long benchmark."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, '-m', 'gluon_resnet_v2.bench_speed', json.dumps(spec)],
-                          env=variant_env(spec['variant']), cwd=root, capture_output=True,
-                          text=True)
-    if proc.returncode:
-        return {'error': 'exit code %d: %s' % (proc.returncode, proc.stderr.strip()[-2000:])}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        return child.run('legacy_symbol.compare.speed:measure', {'spec': spec},
+                         env=variant_env(spec['variant']))
+    except child.ChildFailed as e:
+        return {'error': 'exit code %d: %s' % (e.returncode, e.stderr.strip()[-2000:])}
 
 
 def run_order(cases, repeats, variants=VARIANTS):
@@ -344,7 +342,3 @@ def speed_cmd(cases, repeats, steps, warmup, seed, out, markdown):
     if markdown:
         _write(markdown, text)
 
-
-if __name__ == '__main__':
-    # `python -m gluon_resnet_v2.bench_speed SPEC_JSON`: one measurement, result on stdout
-    print(json.dumps(measure(json.loads(sys.argv[1]))))
