@@ -4,8 +4,10 @@ He et al. 2016, "Identity Mappings in Deep Residual Networks": every activation 
 of Table 2 / Fig. 4 (a)-(e), every shortcut of Table 1 / Fig. 2, basic / bottleneck /
 1-layer units, CIFAR and ImageNet, any valid depth. The unit and network logic mirror
 `gluon_resnet_v2.models.units.ResidualUnit` and `...resnet.ResNet` line by line, and the
-tables (PLACEMENTS, SHORTCUTS, the unit plan, depth formulas, registry defaults) are
-imported from there, never copied, so the two builders cannot drift apart silently.
+tables (`gluon_resnet_v2.models.tables`: placements, shortcuts and their combine functions,
+the unit plan, depth formulas, stems, registry defaults) are read from there, never
+copied, so the two builders cannot drift apart silently: a shortcut's combine function
+is one function, called with F = mx.sym here and F = mx.nd / mx.sym by Gluon.
 
 Every argument / auxiliary state is an explicit `mx.sym.Variable` named exactly like the
 Gluon parameter (`stage2_unit1_conv1_weight`, `stem_bn_running_mean`, `fc_bias`): by
@@ -18,9 +20,7 @@ default `mx.sym.BatchNorm` would call its statistics `*_moving_mean`, Gluon call
 import mxnet as mx
 
 from gluon_resnet_v2.models import registry
-from gluon_resnet_v2.models.units import (PLACEMENTS, SHORTCUTS, Add, DropoutShortcut,
-                                          ExclusiveGate, Scale, ShortcutGate, lookup,
-                                          preact_ops, unit_plan)
+from gluon_resnet_v2.models.tables import FAMILIES, PLACEMENTS, lookup, preact_ops, unit_plan
 
 # Gluon's nn.BatchNorm defaults; mx.sym.BatchNorm's own are eps=1e-3 and fix_gamma=True,
 # which would silently change every unit (the notes network in notes.py has them).
@@ -84,45 +84,6 @@ def zero_pad_shortcut(x, extra_channels, stride, name):
     return mx.sym.concat(x, zeros, dim=1, name=name + 'pad')
 
 
-# ---- Table 1 / Fig. 2: how the shortcut h(x) and the residual F(x) are combined ----
-
-def _gate(s, prefix, channels, bn, opts):
-    """g(x) = sigmoid(W_g x + b_g), W_g a 1x1 conv (Table 1's gating rows)."""
-    return mx.sym.sigmoid(shortcut_conv(s, prefix + 'gate_', channels, 1, bn, opts['gate_bias']))
-
-
-def _add(s, f, prefix, channels, bn, opts):
-    """Fig. 2(a) identity (and the 1x1-conv shortcut, whose conv is in h): h(x) + F(x)."""
-    return s + f
-
-
-def _scale(s, f, prefix, channels, bn, opts):
-    """Fig. 2(b) constant scaling: lambda*x + F, or lambda*x + (1-lambda)*F."""
-    return opts['scale'] * s + (1.0 - opts['scale'] if opts['scale_residual'] else 1.0) * f
-
-
-def _exclusive_gate(s, f, prefix, channels, bn, opts):
-    """Fig. 2(c) exclusive gating: g*F + (1-g)*x."""
-    g = _gate(s, prefix, channels, bn, opts)
-    return g * f + (1 - g) * s
-
-
-def _shortcut_gate(s, f, prefix, channels, bn, opts):
-    """Fig. 2(d) shortcut-only gating: F + (1-g)*x."""
-    return f + (1 - _gate(s, prefix, channels, bn, opts)) * s
-
-
-def _dropout(s, f, prefix, channels, bn, opts):
-    """Fig. 2(f) dropout shortcut: dropout(x, p) + F; dropout acts in training mode only."""
-    return mx.sym.Dropout(s, p=opts['drop_rate'], name=prefix + 'sc_dropout') + f
-
-
-# keyed by the Gluon combiner class of units.SHORTCUTS, so a new row there fails loudly here
-COMBINERS = {Add: _add, Scale: _scale, ExclusiveGate: _exclusive_gate,
-             ShortcutGate: _shortcut_gate, DropoutShortcut: _dropout}
-assert {cls for cls, _ in SHORTCUTS.values()} <= set(COMBINERS), 'a Table 1 shortcut has no symbol'
-
-
 def residual_unit(x, prefix, in_channels, channels, stride, block='basic', placement='full_preact',
                   shortcut='identity', preact='own', projection='B', bottleneck_stride='1x1',
                   **shortcut_opts):
@@ -144,16 +105,18 @@ def residual_unit(x, prefix, in_channels, channels, stride, block='basic', place
         s = zero_pad_shortcut(x, channels - in_channels, stride, prefix + 'sc_')
     else:
         s = x
-    y = COMBINERS[plan.combiner](s, f, prefix, channels, plan.place.shortcut_bn, plan.opts)
-    place = plan.place
-    return apply_ops(y, place.post, prefix, '_post')   # the paper's f after the addition
+    # the gating shortcuts' learned g = W_g s + b_g (Table 1), as units.ResidualUnit.gate
+    g = (shortcut_conv(s, prefix + 'gate_', channels, 1, plan.place.shortcut_bn,
+                       plan.opts['gate_bias']) if plan.combine.gate else None)
+    y = plan.combine.combine(mx.sym, s, f, g, plan.opts)   # the Gluon unit's own function
+    return apply_ops(y, plan.place.post, prefix, '_post')   # the paper's f after the addition
 
 
-def stem(x, family):
-    """conv-BN-ReLU (3x3/16 CIFAR; 7x7/64 stride 2 + 3x3 max pool ImageNet)."""
-    x = conv(x, 'stem_conv', 16, 3) if family == 'cifar' else conv(x, 'stem_conv', 64, 7, 2)
+def stem(x, stem):
+    """conv-BN-ReLU [+ 3x3/2 max pool] of a tables.Stem (CIFAR 3x3/16; ImageNet 7x7/64/2 + pool)."""
+    x = conv(x, 'stem_conv', stem.channels, stem.kernel, stem.stride)
     x = mx.sym.Activation(batch_norm(x, 'stem_bn'), act_type='relu', name='stem_relu')
-    if family == 'imagenet':
+    if stem.max_pool:
         x = mx.sym.Pooling(x, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type='max',
                            pooling_convention='valid', layout='NCHW', name='stem_pool')
     return x
@@ -170,8 +133,9 @@ def resnet_symbol(spec, classes=10, placement='full_preact', shortcut='identity'
     place = lookup(PLACEMENTS, placement, 'placement')
     unit_kw = dict(block=spec.block, placement=placement, shortcut=shortcut,
                    projection=projection, bottleneck_stride=bottleneck_stride, **shortcut_opts)
-    x = stem(mx.sym.Variable('data'), spec.family)
-    in_channels = 64 if spec.family == 'imagenet' else 16
+    family = FAMILIES[spec.family]
+    x = stem(mx.sym.Variable('data'), family.stem)
+    in_channels = family.stem.channels
     for s, (count, width, stride) in enumerate(zip(spec.units, spec.widths, spec.strides), 1):
         for u in range(1, count + 1):
             preact = ('none' if s == 1 else 'shared') if u == 1 else 'own'

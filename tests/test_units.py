@@ -1,6 +1,5 @@
 """Every shortcut x placement x unit type, and the structure rules reimplementations get wrong."""
 import itertools
-import os
 
 import mxnet as mx
 import numpy as np
@@ -8,8 +7,7 @@ import pytest
 from mxnet import autograd, gluon
 
 import gluon_resnet_v2 as grv
-from gluon_resnet_v2.models import PLACEMENTS, SHORTCUTS, ResidualUnit
-from gluon_resnet_v2.models.units import DropoutShortcut, ExclusiveGate, Scale, ShortcutGate
+from gluon_resnet_v2.models import PLACEMENTS, SHORTCUT_OPTIONS, SHORTCUTS, ResidualUnit
 
 # the smallest depth of each unit type: one unit per stage
 SMALLEST = {'basic': 8, 'bottleneck': 11, '1layer': 5}
@@ -164,25 +162,26 @@ def test_original_unit_is_not_identity_when_residual_is_zero():
 
 # ---- the shortcut variants of Table 1 do what the paper says ----
 
-def combine(block, s, f):
-    block.initialize()
-    return block(s, f).asnumpy()
+def combine(name, s, f, g=None, **opts):
+    """The shortcut `name`'s combine function of the table, run imperatively (F = mx.nd)."""
+    options = dict({k: o.default for k, o in SHORTCUT_OPTIONS.items()}, **opts)
+    return SHORTCUTS[name].combine(mx.nd, s, f, g, options)
 
 
 @pytest.mark.parametrize('scale,scale_residual', [(0.5, False), (0.5, True), (0.8, True)])
 def test_scale_shortcut(scale, scale_residual):
     s, f = mx.nd.random.normal(shape=(2, 4, 3, 3)), mx.nd.random.normal(shape=(2, 4, 3, 3))
-    out = combine(Scale(4, False, dict(scale=scale, scale_residual=scale_residual)), s, f)
+    out = combine('scale', s, f, scale=scale, scale_residual=scale_residual).asnumpy()
     expect = scale * s.asnumpy() + (1 - scale if scale_residual else 1.0) * f.asnumpy()
     np.testing.assert_allclose(out, expect, rtol=1e-6)
 
 
 def test_dropout_shortcut_only_in_training():
     s, f = mx.nd.ones((4, 8, 16, 16)), mx.nd.random.normal(shape=(4, 8, 16, 16))
-    block = DropoutShortcut(8, False, dict(drop_rate=0.5))
-    np.testing.assert_allclose(combine(block, s, f), (s + f).asnumpy(), rtol=1e-6)  # inference
+    np.testing.assert_allclose(combine('dropout', s, f, drop_rate=0.5).asnumpy(), (s + f).asnumpy(),
+                               rtol=1e-6)                                        # inference
     with autograd.record(train_mode=True):
-        kept = block(s, f) - f
+        kept = combine('dropout', s, f, drop_rate=0.5) - f
     kept = kept.asnumpy()
     assert set(np.unique(np.round(kept, 4))) <= {0.0, 2.0}          # dropped, or scaled by 1/(1-p)
     assert 0.45 < (kept == 0).mean() < 0.55
@@ -199,18 +198,31 @@ def test_gate_bias_initialised_to_b_g(placement, where, gate_bias):
     assert all(np.all(b == gate_bias) for b in biases)
 
 
-@pytest.mark.parametrize('cls,formula', [
-    (ExclusiveGate, lambda g, s, f: g * f + (1 - g) * s),
-    (ShortcutGate, lambda g, s, f: f + (1 - g) * s),
+@pytest.mark.parametrize('name,formula', [
+    ('gate_exclusive', lambda g, s, f: g * f + (1 - g) * s),
+    ('gate_shortcut', lambda g, s, f: f + (1 - g) * s),
 ])
-def test_gate_formulas(cls, formula):
+def test_gate_formulas(name, formula):
     s, f = mx.nd.random.normal(shape=(2, 4, 3, 3)), mx.nd.random.normal(shape=(2, 4, 3, 3))
-    block = cls(4, False, dict(gate_bias=-2.0))
-    block.initialize()
-    block(s, f)
-    block.gate.conv.weight.set_data(mx.nd.zeros(block.gate.conv.weight.shape))  # g = sigmoid(b_g)
+    assert SHORTCUTS[name].gate                       # the unit builds its learned gate
+    pre = mx.nd.full(s.shape, -2.0)                   # W_g s + b_g with W_g = 0, b_g = -2
     g = 1 / (1 + np.exp(2.0))
-    np.testing.assert_allclose(block(s, f).asnumpy(), formula(g, s.asnumpy(), f.asnumpy()), rtol=1e-5)
+    np.testing.assert_allclose(combine(name, s, f, pre).asnumpy(),
+                               formula(g, s.asnumpy(), f.asnumpy()), rtol=1e-5)
+
+
+def test_gated_unit_applies_its_gate_conv():
+    """The unit feeds the combine function its gate conv's output: with W_g = 0 the gate is
+    sigmoid(b_g) everywhere (b_g = -2 in the conv's bias, the full pre-activation unit)."""
+    unit = ResidualUnit(4, 4, 1, shortcut='gate_exclusive', gate_bias=-2.0, preact='own')
+    unit.initialize()
+    x = mx.nd.random.normal(shape=(2, 4, 3, 3))
+    unit(x)
+    unit.gate.conv.weight.set_data(mx.nd.zeros(unit.gate.conv.weight.shape))
+    f = unit.body(x).asnumpy()
+    g = 1 / (1 + np.exp(2.0))
+    np.testing.assert_allclose(unit(x).asnumpy(), g * f + (1 - g) * x.asnumpy(), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_conv1x1_shortcut_in_every_unit():

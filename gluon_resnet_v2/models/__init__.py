@@ -1,4 +1,21 @@
-"""Architectures only: residual units (units.py), networks (resnet.py), names (registry.py)."""
-from .registry import CIFAR_DEPTHS, OVERRIDES, VERSIONS, build_resnet, get_model, list_models
-from .resnet import ArchSpec, ResNet, cifar_spec, imagenet_spec
-from .units import PLACEMENTS, SHORTCUTS, SHORTCUT_DEFAULTS, ResidualUnit
+"""Architectures only: the tables of every extension point (tables.py, no MXNet), residual
+units (units.py), networks (resnet.py), names (registry.py).
+
+The Gluon blocks import MXNet; the tables and the registry's names do not, so the
+configuration and the command line can read them without loading MXNet.
+"""
+from .registry import OVERRIDES, architecture, build_resnet, get_model, list_models, resolve
+from .tables import (BLOCKS, CIFAR_DEPTHS, FAMILIES, PLACEMENTS, SHORTCUT_OPTIONS, SHORTCUTS,
+                     VERSIONS, ArchSpec, cifar_spec, imagenet_spec, unit_plan)
+
+__all__ = ['OVERRIDES', 'architecture', 'build_resnet', 'get_model', 'list_models', 'resolve',
+           'BLOCKS', 'CIFAR_DEPTHS', 'FAMILIES', 'PLACEMENTS', 'SHORTCUT_OPTIONS', 'SHORTCUTS',
+           'VERSIONS', 'ArchSpec', 'cifar_spec', 'imagenet_spec', 'unit_plan', 'ResNet',
+           'ResidualUnit']
+
+
+def __getattr__(name):          # the Gluon blocks, imported (with MXNet) on first use
+    if name in ('ResNet', 'ResidualUnit'):
+        from . import resnet
+        return getattr(resnet, name)
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))

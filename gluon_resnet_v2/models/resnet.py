@@ -1,6 +1,6 @@
 """Whole networks: the CIFAR (6n+2 / 9n+2 / 3n+2) and ImageNet ResNets of the paper.
 
-Paper-exact rules (../shared/PAPER.md, "Architecture rules"; the authors' resnet-1k-layers
+The depth formulas, stems and per-family defaults are tables (tables.FAMILIES). Paper-exact rules (../shared/PAPER.md, "Architecture rules"; the authors' resnet-1k-layers
 and fb.resnet.torch pre-activation code):
 * stem: conv-BN-ReLU (3x3/16 on CIFAR; 7x7/64 stride 2 + 3x3 max pool on ImageNet). For
   pre-activation units this BN-ReLU *is* the first unit's pre-activation, applied before
@@ -11,66 +11,11 @@ and fb.resnet.torch pre-activation code):
 * global average pooling (8x8 on CIFAR) and a fully connected layer. Pooling is global,
   so ImageNet nets accept any test crop (e.g. the paper's 320x320).
 """
-from dataclasses import dataclass
-from typing import Tuple
-
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-from .units import PLACEMENTS, ResidualUnit, check_choice, lookup, make_ops, preact_ops
-
-# weight layers in a unit, and the output/input width ratio of a unit
-LAYERS_PER_UNIT = {'basic': 2, 'bottleneck': 3, '1layer': 1}
-EXPANSION = {'basic': 1, 'bottleneck': 4, '1layer': 1}
-
-# ImageNet units per stage, from the first ResNet paper's Table 1 and this paper's Sec. 5
-# (ResNet-200: [3, 24, 36, 3]); depth = LAYERS_PER_UNIT * sum(units) + 2.
-IMAGENET_UNITS = {
-    18: ('basic', (2, 2, 2, 2)), 34: ('basic', (3, 4, 6, 3)),
-    50: ('bottleneck', (3, 4, 6, 3)), 101: ('bottleneck', (3, 4, 23, 3)),
-    152: ('bottleneck', (3, 8, 36, 3)), 200: ('bottleneck', (3, 24, 36, 3)),
-}
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    family: str                # 'cifar' | 'imagenet': selects the stem
-    depth: int                 # weight layers on the longest path: stem + units + classifier
-    block: str                 # 'basic' | 'bottleneck' | '1layer'
-    units: Tuple[int, ...]     # residual units per stage
-    widths: Tuple[int, ...]    # output channels of each stage's units
-    strides: Tuple[int, ...]   # stride of each stage's first unit
-
-
-def default_cifar_block(depth):
-    """The paper's choice: bottleneck for the 9n+2 depths from 164 up, else basic."""
-    return 'bottleneck' if depth >= 164 and (depth - 2) % 9 == 0 else 'basic'
-
-
-def cifar_spec(depth, block=None):
-    """Three stages of n units at widths 16/32/64 (x4 for bottleneck), strides 1/2/2."""
-    block = block or default_cifar_block(depth)
-    check_choice(block, tuple(LAYERS_PER_UNIT), 'block')
-    per_stage = 3 * LAYERS_PER_UNIT[block]
-    n, rest = divmod(depth - 2, per_stage)
-    if n < 1 or rest:
-        raise ValueError('invalid CIFAR depth %d for %s units: the depth must be %dn+2 '
-                         '(e.g. %s)' % (depth, block, per_stage,
-                                        ', '.join(str(per_stage * k + 2) for k in (1, 2, 3, 6, 18))))
-    widths = tuple(w * EXPANSION[block] for w in (16, 32, 64))
-    return ArchSpec('cifar', depth, block, (n,) * 3, widths, (1, 2, 2))
-
-
-def imagenet_spec(depth, block=None):
-    """Four stages at widths 64..512 (x4 for bottleneck), strides 1/2/2/2."""
-    table_block, units = lookup(IMAGENET_UNITS, depth, 'ImageNet depth')
-    if block not in (None, table_block):
-        raise ValueError('ImageNet ResNet-%d uses %s units; choose one of %s for %s units'
-                         % (depth, table_block, ', '.join(str(d) for d, (b, _) in
-                                                          sorted(IMAGENET_UNITS.items())
-                                                          if b == block) or 'none', block))
-    widths = tuple(w * EXPANSION[table_block] for w in (64, 128, 256, 512))
-    return ArchSpec('imagenet', depth, table_block, units, widths, (1, 2, 2, 2))
+from .tables import FAMILIES, PLACEMENTS, lookup, preact_ops
+from .units import ResidualUnit, make_ops
 
 
 class ResNet(HybridBlock):
@@ -95,8 +40,9 @@ class ResNet(HybridBlock):
                        projection=projection, bottleneck_stride=bottleneck_stride, **shortcut_opts)
         with self.name_scope():
             self.features = nn.HybridSequential(prefix='')
-            self.features.add(*self._stem(spec.family))
-            in_channels = 64 if spec.family == 'imagenet' else 16
+            stem = FAMILIES[spec.family].stem
+            self.features.add(*self._stem(stem))
+            in_channels = stem.channels
             for s, (count, width, stride) in enumerate(zip(spec.units, spec.widths, spec.strides), 1):
                 stage = nn.HybridSequential(prefix='stage%d_' % s)
                 with stage.name_scope():
@@ -113,13 +59,11 @@ class ResNet(HybridBlock):
             self.output = nn.Dense(classes, prefix='fc_')
 
     @staticmethod
-    def _stem(family):
-        if family == 'cifar':
-            conv = nn.Conv2D(16, 3, 1, 1, use_bias=False, prefix='stem_conv_')
-            return [conv, nn.BatchNorm(prefix='stem_bn_'), nn.Activation('relu')]
-        conv = nn.Conv2D(64, 7, 2, 3, use_bias=False, prefix='stem_conv_')
-        return [conv, nn.BatchNorm(prefix='stem_bn_'), nn.Activation('relu'),
-                nn.MaxPool2D(3, 2, 1)]
+    def _stem(stem):
+        layers = [nn.Conv2D(stem.channels, stem.kernel, stem.stride, stem.kernel // 2,
+                            use_bias=False, prefix='stem_conv_'),
+                  nn.BatchNorm(prefix='stem_bn_'), nn.Activation('relu')]
+        return layers + [nn.MaxPool2D(3, 2, 1)] if stem.max_pool else layers
 
     def hybrid_forward(self, F, x):
         return self.output(self.features(x))
