@@ -6,7 +6,9 @@ update counts, the schedule), the iteration, the running sums of the current log
 interval, the best test error so far, the elapsed time and the resolved config.
 Data order and augmentation are pure functions of (seed, epoch, batch) (data/loader.py)
 and MXNet's generator is re-seeded from (seed, iteration) at every checkpoint
-(engine.py), so nothing else is needed for a bit-exact resume.
+(engine.py), so nothing else is needed for a bit-exact resume. `resume_state` finds
+and validates what a run continues from: the config fields declared frozen
+(config.option) must match.
 
 Each file is written to a temporary name in the same folder, flushed to disk and renamed
 over the old one: a crash during the write leaves the previous checkpoint intact.
@@ -19,6 +21,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
+from .config import frozen_fields
 from .errors import UserError
 
 FORMAT = 'gluon-resnet-v2 checkpoint'
@@ -125,3 +128,45 @@ def restore_trainer(trainer, blob):
         trainer.load_states(tmp)
     finally:
         os.remove(tmp)
+
+
+def resume_state(cfg, writer, max_iters):
+    """The checkpoint a run directory's training continues from, checked against `cfg`;
+    None for a fresh run. Refuses (UserError) what cannot be continued: a run dir with a
+    log but no checkpoint, a checkpoint of another model/data/recipe/seed, one already
+    past `max_iters`, and any earlier run when cfg.run.resume is off. Only the writer
+    (rank 0) refuses over files it would overwrite."""
+    run_dir = cfg.run.run_dir
+    latest = path(run_dir, 'latest')
+    has_run = os.path.exists(latest) or os.path.exists(os.path.join(run_dir, 'log.jsonl'))
+    if not cfg.run.resume:
+        if has_run and writer:
+            raise UserError('run dir %s already holds a run: pass --resume to continue it, '
+                            'or choose a new --run-dir (nothing was overwritten)' % run_dir)
+        return None
+    if not os.path.exists(latest):
+        if os.path.exists(os.path.join(run_dir, 'log.jsonl')) and writer:
+            raise UserError('run dir %s has a log.jsonl but no checkpoint to resume from: '
+                            'choose a new --run-dir or delete it' % run_dir)
+        return None
+    state = load(latest)
+    check_same_config(state['config'], cfg.to_dict(), latest)
+    if state['iteration'] > max_iters:
+        raise UserError('%s is at iteration %d, past --max-iters %d: raise --max-iters to '
+                        'train on, or use a new --run-dir' % (latest, state['iteration'],
+                                                             max_iters))
+    return state
+
+
+def check_same_config(saved, current, where):
+    """Refuse to resume a checkpoint written with a different model/data/recipe/seed (the
+    fields config.py declares frozen)."""
+    for section, key in frozen_fields():
+        old, new = saved.get(section, {}).get(key), current[section].get(key)
+        if isinstance(old, list):
+            old = tuple(old)
+        if old != new:
+            raise CheckpointError(
+                '%s was written with %s.%s = %r, this command asks for %r: rerun with the '
+                "run's own settings (see its config.yaml), or use a new --run-dir"
+                % (where, section, key, old, new))

@@ -1,55 +1,27 @@
-"""Shared plumbing of the command-line tools: click options mirrored 1:1 from the config
-dataclasses, `--config run.yaml` merging, and one-line errors with exit code 2.
+"""Shared plumbing of the command-line tools: click options built from the config
+dataclasses' field metadata, `--config run.yaml` merging, the process set-up every entry
+point shares, and one-line errors with exit code 2.
 
-Option name = field name with dashes, help = the field's comment in config.py, type and
-default from the dataclass. Choices come from the same tables the code validates against,
-so the CLI and the library cannot disagree.
+Option name = field name with dashes; help, choices and whether it is frozen on resume
+come from the field's metadata (config.option), the type and default from the
+dataclass. The choices are the very tables the code validates against, so the CLI and
+the library cannot disagree. Importing this module imports no MXNet.
 """
 import functools
-import inspect
-import io
 import sys
-import tokenize
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import fields
 
 import click
 import yaml
 
-from .config import DATASETS, KVSTORES, Config, ConfigError
+from . import environ
+from .config import Config, ConfigError, field_default, field_sections, sections
 from .errors import TrainingDiverged, UserError
-from .models import PLACEMENTS, SHORTCUTS
-from .models.resnet import LAYERS_PER_UNIT
-
-# fields whose values come from a table: click shows and checks the choices
-CHOICES = {
-    ('data', 'dataset'): DATASETS,
-    ('model', 'shortcut'): tuple(sorted(SHORTCUTS)),
-    ('model', 'placement'): tuple(sorted(PLACEMENTS)),
-    ('model', 'block'): tuple(LAYERS_PER_UNIT),
-    ('model', 'version'): ('v1', 'v2'),
-    ('model', 'projection'): ('A', 'B'),
-    ('optim', 'optimizer'): ('nag', 'sgd'),
-    ('optim', 'dtype'): ('float32', 'float16'),
-    ('run', 'kvstore'): KVSTORES,
-}
 
 
-def field_comments(cls):
-    """{field name: its trailing comment} read from the dataclass source."""
-    comments, pending = {}, None
-    tokens = tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline)
-    for tok in tokens:
-        if tok.type == tokenize.NAME and tok.start[1] == 4 and pending is None:
-            pending = tok.string                    # a name at class-body indent
-        elif tok.type == tokenize.COMMENT and pending:
-            comments[pending] = tok.string.lstrip('# ').strip()
-        if tok.type == tokenize.NEWLINE:
-            pending = None
-    return comments
-
-
-def _split_ints(text):
+def split_ints(text):
+    """'0,1' -> (0, 1): the value of a tuple-of-int option."""
     if text is None or isinstance(text, tuple):
         return text
     try:
@@ -59,50 +31,56 @@ def _split_ints(text):
                                  'got %r' % text) from None
 
 
-def _option(section, f, comment):
-    """The click option of one config field."""
-    name = '--' + f.name.replace('_', '-')
-    default = f.default if f.default is not MISSING else f.default_factory()
-    hint = typing.get_type_hints(type_owner(section))[f.name]
-    if typing.get_origin(hint) is typing.Union:            # Optional[X] -> X
-        hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
-    kind = hint
-    kw = dict(default=None, help='%s [default: %s]' % (comment, _show(default)))
-    if kind is bool:
-        return click.option('%s/--no-%s' % (name, name[2:]), f.name, **kw)
-    if typing.get_origin(kind) is tuple:
-        return click.option(name, f.name, callback=lambda c, p, v: _split_ints(v),
-                            metavar='N,N,...', **kw)
-    choices = CHOICES.get((section, f.name))
-    kind = click.Choice(choices) if choices else kind
-    return click.option(name, f.name, type=kind, **kw)
-
-
 def _show(value):
     if isinstance(value, tuple):
         return ','.join(map(str, value)) or 'none'
     return value
 
 
-def type_owner(section):
-    return {f.name: f.default_factory for f in fields(Config)}[section]
+def field_option(f, default=None, help=None):
+    """The click option of one dataclass field declared with config.option. The option's
+    default is None ("not given", so a --config file or the run's own value stands)
+    unless `default` says otherwise; `help` replaces the field's help text."""
+    name = '--' + f.name.replace('_', '-')
+    kind = f.type
+    if typing.get_origin(kind) is typing.Union:            # Optional[X] -> X
+        kind = [a for a in typing.get_args(kind) if a is not type(None)][0]
+    text = help or '%s [default: %s]' % (f.metadata['help'], _show(field_default(f)))
+    kw = dict(default=default, help=text)
+    if kind is bool:
+        return click.option('%s/--no-%s' % (name, name[2:]), f.name, **kw)
+    if typing.get_origin(kind) is tuple:
+        return click.option(name, f.name, callback=lambda c, p, v: split_ints(v),
+                            metavar='N,N,...', **kw)
+    choices = f.metadata.get('choices')
+    return click.option(name, f.name, type=click.Choice(list(choices)) if choices else kind, **kw)
+
+
+def dataclass_options(cls, **changes):
+    """Decorate a click command with one option per field of dataclass `cls`;
+    `changes` maps a field name to field_option's keyword arguments (default, help)."""
+    def decorate(command):
+        for f in reversed(fields(cls)):
+            command = field_option(f, **changes.get(f.name, {}))(command)
+        return command
+    return decorate
+
+
+def config_field(name, **kw):
+    """The click option of the config field `name` (any section), e.g. for a command
+    that takes a few of the training options with its own defaults."""
+    section = sections()[field_sections()[name]]
+    return field_option({f.name: f for f in fields(section)}[name], **kw)
 
 
 def config_options(command):
     """Decorate a click command with one option per config field plus --config."""
-    for section_field in reversed(fields(Config)):
-        cls = section_field.default_factory
-        comments = field_comments(cls)
-        for f in reversed(fields(cls)):
-            command = _option(section_field.name, f, comments.get(f.name, ''))(command)
+    field_sections()                  # field names must be unique: each is one option
+    for cls in reversed(list(sections().values())):
+        command = dataclass_options(cls)(command)
     return click.option('--config', 'config_file', type=str, default=None,
                         help='YAML file with model/data/optim/run sections; flags override it')(
         command)
-
-
-def option_names():
-    """{field name: section} for every config field (field names are unique)."""
-    return {f.name: s.name for s in fields(Config) for f in fields(s.default_factory)}
 
 
 def load_yaml(path):
@@ -127,7 +105,7 @@ def build_config(config_file, values):
     """The Config from an optional YAML file and the flags given (None = not given)."""
     merged = load_yaml(config_file) if config_file else {}
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in merged.items()}
-    for name, section in option_names().items():
+    for name, section in field_sections().items():
         if values.get(name) is not None:
             merged.setdefault(section, {})
             if not isinstance(merged[section], dict):
@@ -144,11 +122,14 @@ def one_line(text):
 
 
 def main_wrapper(command):
-    """Run a click command; user errors become one line on stderr and exit code 2."""
+    """Run a click command as a command-line entry point: in the process environment of
+    environ.COMMAND_LINE (restored afterwards); user errors become one line on stderr and
+    exit code 2."""
     @functools.wraps(command)
     def run(args=None):
         try:
-            command.main(args=args, standalone_mode=False)
+            with environ.command_line():
+                command.main(args=args, standalone_mode=False)
         except click.exceptions.Abort:
             click.echo('aborted', err=True)
             sys.exit(130)

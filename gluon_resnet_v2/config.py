@@ -1,39 +1,68 @@
 """Run configuration: one frozen dataclass per concern, defaults = the paper's recipe.
 
-The click CLI (`gluon_resnet_v2.train`) mirrors these fields 1:1 (option name = field
-name with dashes, help = the field's comment), a `--config run.yaml` file fills them,
-and the resolved config is written into the run directory and every checkpoint.
-Invariants are checked in `__post_init__` with messages meant for the user; they raise
+Each field is declared with `option(default, help, ...)`: its help text, the table its
+value must come from (`choices`) and whether a resumed run must keep it (`frozen`) live
+in the field's metadata. The command line (cli.py) builds one option per field from
+them (option name = field name with dashes), validation reads the same choices, and
+resuming compares the frozen fields; a `--config run.yaml` file fills the fields, and
+the resolved config is written into the run directory and every checkpoint. Invariants
+are checked in `__post_init__` with messages meant for the user; they raise
 `ConfigError`, which the CLI turns into a one-line error and exit code 2.
+
+The shortcut parameters of the model (scale, gate_bias, ...) are not written out here:
+they are models.tables.SHORTCUT_OPTIONS, one field each.
 """
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
 from typing import Optional, Tuple
 
+from .data import DATASETS
 from .errors import UserError
+from .models.tables import BLOCKS, PLACEMENTS, SHORTCUT_OPTIONS, SHORTCUTS, VERSIONS
 
 
 class ConfigError(UserError):
     """A user-facing configuration problem; the message names the problem and the fix."""
 
 
-DATASETS = ('cifar10', 'cifar100', 'cifar10-sample', 'folder', 'imagenet')
+def option(default, help, choices=None, frozen=False):
+    """A config field: its default, its help text (the CLI option's), the table its value
+    must come from (any container of names; None = free) and whether a resumed run must
+    keep it (`frozen`: model, data and recipe; the rest may change on resume)."""
+    meta = dict(help=help, choices=choices, frozen=frozen)
+    if isinstance(default, (list, dict, set)):
+        raise TypeError('mutable default %r: use a tuple' % (default,))
+    return field(default=default, metadata=meta)
+
+
+class Section:
+    """Checks every config section shares: a value outside its field's table is refused."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            value, choices = getattr(self, f.name), f.metadata.get('choices')
+            if choices is not None and value is not None and value not in choices:
+                raise ConfigError('unknown %s %r: choose one of %s'
+                                  % (f.name, value, ', '.join(map(str, choices))))
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    dataset: str = 'cifar10'          # cifar10 | cifar100 | cifar10-sample (embedded) | folder | imagenet
-    data_dir: Optional[str] = None    # dataset folder (default ~/.mxnet/datasets/<dataset>)
-    download: bool = False            # fetch CIFAR from the official source (checksum-verified) if missing
-    subset: Optional[int] = None      # train on the first N training images only (quick runs)
-    num_workers: int = 2              # background workers that decode/augment batches (0 = in the main thread)
-    pad: int = 4                      # CIFAR: zero padding (pixels) before the random 32x32 crop
-    crop_size: int = 224              # ImageNet: training crop (pixels)
-    test_crop: int = 224              # ImageNet: centre test crop after resizing the shorter side to it (paper: 320)
+class DataConfig(Section):
+    dataset: str = option('cifar10', 'dataset: %s (cifar10-sample: the embedded 6,000-image '
+                          'sample)' % ' | '.join(DATASETS), DATASETS, frozen=True)
+    data_dir: Optional[str] = option(None, 'dataset folder (default ~/.mxnet/datasets/<dataset>)')
+    download: bool = option(False, 'fetch CIFAR from the official source (checksum-verified) '
+                            'if missing')
+    subset: Optional[int] = option(None, 'train on the first N training images only (quick runs)',
+                                   frozen=True)
+    num_workers: int = option(2, 'background workers that decode/augment batches (0 = in the '
+                              'main thread)')
+    pad: int = option(4, 'CIFAR: zero padding (pixels) before the random 32x32 crop', frozen=True)
+    crop_size: int = option(224, 'ImageNet: training crop (pixels)', frozen=True)
+    test_crop: int = option(224, 'ImageNet: centre test crop after resizing the shorter side to '
+                            'it (paper: 320)')
 
     def __post_init__(self):
-        if self.dataset not in DATASETS:
-            raise ConfigError('unknown dataset %r: choose one of %s'
-                              % (self.dataset, ', '.join(DATASETS)))
+        super().__post_init__()
         if self.subset is not None and self.subset < 1:
             raise ConfigError('--subset must be a positive number of images, got %d' % self.subset)
         if self.num_workers < 0:
@@ -41,43 +70,56 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    depth: int = 110                  # network depth; picks cifar_resnet{depth} or resnet{depth} (ImageNet)
-    model: Optional[str] = None       # a registry name (overrides --depth), e.g. cifar_resnet164_v2
-    version: str = 'v2'               # v1 = original unit (Fig. 4a), v2 = full pre-activation (Fig. 4e)
-    block: Optional[str] = None       # basic | bottleneck | 1layer (default: the paper's choice for the depth)
-    shortcut: str = 'identity'        # Table 1 variant: identity | scale | gate_exclusive | gate_shortcut | conv1x1 | dropout
-    placement: Optional[str] = None   # Table 2 placement (default: from --version)
-    projection: str = 'B'             # where a unit changes dimensions: B = 1x1 conv, A = zero padding
-    scale: float = 0.5                # lambda of the 'scale' shortcut
-    scale_residual: bool = False      # 'scale' shortcut: also scale F by 1 - lambda
-    gate_bias: float = -6.0           # initial b_g of the gating shortcuts
-    drop_rate: float = 0.5            # dropout rate of the 'dropout' shortcut
-    classes: Optional[int] = None     # output classes (default: the dataset's)
+class _Architecture(Section):
+    depth: int = option(110, 'network depth; picks cifar_resnet{depth} or resnet{depth} '
+                        '(ImageNet)', frozen=True)
+    model: Optional[str] = option(None, 'a registry name (overrides --depth), e.g. '
+                                  'cifar_resnet164_v2', frozen=True)
+    version: str = option('v2', 'v1 = original unit (Fig. 4a), v2 = full pre-activation '
+                          '(Fig. 4e)', VERSIONS, frozen=True)
+    block: Optional[str] = option(None, 'residual branch (default: the paper\'s choice for the '
+                                  'depth)', BLOCKS, frozen=True)
+    shortcut: str = option('identity', 'Table 1 shortcut variant', SHORTCUTS, frozen=True)
+    placement: Optional[str] = option(None, 'Table 2 activation placement (default: from '
+                                      '--version)', PLACEMENTS, frozen=True)
+    projection: str = option('B', 'where a unit changes dimensions: B = 1x1 conv, A = zero '
+                             'padding', ('A', 'B'), frozen=True)
 
-    def __post_init__(self):
-        if self.version not in ('v1', 'v2'):
-            raise ConfigError('unknown version %r: choose v1 or v2' % self.version)
+
+# The model section: the architecture, then one field per shortcut parameter of the table
+# (so a new shortcut option is a config field and a CLI option without more code), then
+# the classes.
+ModelConfig = make_dataclass(
+    'ModelConfig',
+    [(name, o.type, option(o.default, o.help, frozen=True))
+     for name, o in SHORTCUT_OPTIONS.items()] +
+    [('classes', Optional[int], option(None, "output classes (default: the dataset's)",
+                                       frozen=True))],
+    bases=(_Architecture,), frozen=True,
+    namespace={'__module__': __name__, '__doc__': 'The network: architecture and ablation.'})
 
 
 @dataclass(frozen=True)
-class OptimConfig:
-    optimizer: str = 'nag'            # nag (Nesterov, as the notes) | sgd (heavy-ball momentum)
-    lr: float = 0.1                   # base learning rate
-    momentum: float = 0.9             # momentum
-    wd: float = 1e-4                  # weight decay
-    batch_size: int = 128             # global mini-batch, split across devices
-    warmup_iters: int = 400           # iterations at --warmup-lr before the base rate (paper: 400; 0 = none)
-    warmup_lr: float = 0.01           # constant learning rate during warm-up
-    lr_steps: Tuple[int, ...] = (32000, 48000)  # iterations at which the rate is multiplied by --lr-factor
-    lr_factor: float = 0.1            # step decay factor
-    max_iters: int = 64000            # training length in iterations
-    epochs: Optional[int] = None      # alternative to --max-iters: train this many epochs
-    dtype: str = 'float32'            # float32 | float16 (with multi-precision master weights)
+class OptimConfig(Section):
+    optimizer: str = option('nag', 'nag (Nesterov, as the notes) | sgd (heavy-ball momentum)',
+                            ('nag', 'sgd'), frozen=True)
+    lr: float = option(0.1, 'base learning rate', frozen=True)
+    momentum: float = option(0.9, 'momentum', frozen=True)
+    wd: float = option(1e-4, 'weight decay', frozen=True)
+    batch_size: int = option(128, 'global mini-batch, split across devices', frozen=True)
+    warmup_iters: int = option(400, 'iterations at --warmup-lr before the base rate (paper: 400; '
+                               '0 = none)', frozen=True)
+    warmup_lr: float = option(0.01, 'constant learning rate during warm-up', frozen=True)
+    lr_steps: Tuple[int, ...] = option((32000, 48000), 'iterations at which the rate is '
+                                       'multiplied by --lr-factor', frozen=True)
+    lr_factor: float = option(0.1, 'step decay factor', frozen=True)
+    max_iters: int = option(64000, 'training length in iterations')
+    epochs: Optional[int] = option(None, 'alternative to --max-iters: train this many epochs')
+    dtype: str = option('float32', 'float32 | float16 (with multi-precision master weights)',
+                        ('float32', 'float16'), frozen=True)
 
     def __post_init__(self):
-        if self.optimizer not in ('nag', 'sgd'):
-            raise ConfigError('unknown optimizer %r: choose nag or sgd' % self.optimizer)
+        super().__post_init__()
         if self.batch_size < 1 or self.max_iters < 1 or self.lr <= 0:
             raise ConfigError('--batch-size, --max-iters and --lr must be positive')
         if self.warmup_iters < 0:
@@ -88,31 +130,33 @@ class OptimConfig:
         if list(self.lr_steps) != sorted(set(self.lr_steps)) or any(s <= 0 for s in self.lr_steps):
             raise ConfigError('--lr-steps must be increasing positive iterations, e.g. 32000,48000; '
                               'got %s' % ','.join(map(str, self.lr_steps)))
-        if self.dtype not in ('float32', 'float16'):
-            raise ConfigError('unknown dtype %r: choose float32 or float16' % self.dtype)
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError('--epochs must be positive, got %d' % self.epochs)
+
+    def total_iters(self, steps_per_epoch):
+        """The run's length in iterations: --epochs if given, else --max-iters."""
+        return self.epochs * steps_per_epoch if self.epochs else self.max_iters
 
 
 KVSTORES = ('device', 'local', 'nccl', 'dist_sync', 'dist_device_sync', 'dist_async', 'None')
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    gpus: Tuple[int, ...] = ()        # GPU ids, e.g. 0,1 (empty: CPU)
-    cpus: int = 1                     # number of CPU contexts when no GPU is given (multi-device on CPU)
-    kvstore: str = 'device'           # gradient aggregation: device | local | nccl | dist_sync | dist_device_sync | None
-    seed: int = 0                     # seed of weights, data order and augmentation
-    hybridize: bool = True            # compile the network (static_alloc, static_shape)
-    run_dir: str = 'runs/default'     # where config, log.jsonl, checkpoints and curves.png go
-    resume: bool = True               # continue from the run dir's latest checkpoint if there is one
-    log_interval: int = 50            # iterations between training-log lines (each is a host sync)
-    eval_interval: int = 1000         # iterations between test-set evaluations (0 = only at the end)
-    checkpoint_interval: int = 1000   # iterations between checkpoints (0 = only at the end)
+class RunConfig(Section):
+    gpus: Tuple[int, ...] = option((), 'GPU ids, e.g. 0,1 (empty: CPU)')
+    cpus: int = option(1, 'number of CPU contexts when no GPU is given (multi-device on CPU)')
+    kvstore: str = option('device', 'gradient aggregation', KVSTORES)
+    seed: int = option(0, 'seed of weights, data order and augmentation', frozen=True)
+    hybridize: bool = option(True, 'compile the network (static_alloc, static_shape)')
+    run_dir: str = option('runs/default', 'where config, log.jsonl, checkpoints and curves.png go')
+    resume: bool = option(True, "continue from the run dir's latest checkpoint if there is one")
+    log_interval: int = option(50, 'iterations between training-log lines (each is a host sync)')
+    eval_interval: int = option(1000, 'iterations between test-set evaluations (0 = only at the '
+                                'end)')
+    checkpoint_interval: int = option(1000, 'iterations between checkpoints (0 = only at the end)')
 
     def __post_init__(self):
-        if self.kvstore not in KVSTORES:
-            raise ConfigError('unknown kvstore %r: choose one of %s' % (self.kvstore, ', '.join(KVSTORES)))
+        super().__post_init__()
         if self.cpus < 1:
             raise ConfigError('--cpus must be >= 1, got %d' % self.cpus)
         if self.log_interval < 1 or self.eval_interval < 0 or self.checkpoint_interval < 0:
@@ -134,18 +178,47 @@ class Config:
     def from_dict(cls, d):
         """Build from nested dicts (a config.yaml); unknown keys are a ConfigError."""
         parts = {}
-        for f in fields(cls):
-            sub, section = f.default_factory, d.get(f.name) or {}
+        for name, sub in sections(cls).items():
+            section = d.get(name) or {}
             if not isinstance(section, dict):
-                raise ConfigError('config section %r must be a mapping' % f.name)
+                raise ConfigError('config section %r must be a mapping' % name)
             known = {x.name for x in fields(sub)}
             unknown = sorted(set(section) - known)
             if unknown:
                 raise ConfigError('unknown %s option(s) %s in config: valid are %s'
-                                  % (f.name, ', '.join(unknown), ', '.join(sorted(known))))
-            parts[f.name] = sub(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+                                  % (name, ', '.join(unknown), ', '.join(sorted(known))))
+            parts[name] = sub(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
+        unknown = sorted(set(d) - set(parts))
         if unknown:
-            raise ConfigError('unknown config section(s) %s: valid are model, data, optim, run'
-                              % ', '.join(unknown))
+            raise ConfigError('unknown config section(s) %s: valid are %s'
+                              % (', '.join(unknown), ', '.join(parts)))
         return cls(**parts)
+
+
+def sections(cls=Config):
+    """{section name: its dataclass} of a config class."""
+    return {f.name: f.default_factory for f in fields(cls)}
+
+
+def field_sections(cls=Config):
+    """{field name: section name}; field names must be unique across sections (each is
+    one command-line option), so a duplicate is a ValueError."""
+    out = {}
+    for name, sub in sections(cls).items():
+        for f in fields(sub):
+            if f.name in out:
+                raise ValueError('config field %r is in sections %s and %s: field names must be '
+                                 'unique (each is one command-line option)'
+                                 % (f.name, out[f.name], name))
+            out[f.name] = name
+    return out
+
+
+def frozen_fields(cls=Config):
+    """[(section, field)] a resumed run must keep (their metadata says frozen)."""
+    return [(name, f.name) for name, sub in sections(cls).items() for f in fields(sub)
+            if f.metadata.get('frozen')]
+
+
+def field_default(f):
+    return f.default if f.default is not MISSING else f.default_factory()

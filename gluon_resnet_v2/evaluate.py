@@ -11,35 +11,8 @@ import json
 from dataclasses import replace
 
 import click
-import mxnet as mx
-from mxnet import gluon
 
-
-def evaluate(net, data, ctxs, batch_size, topk=5):
-    """(mean loss, top-1 error, top-k error) of `net` over the test split of `data`.
-
-    Sums stay on the devices until the end: one host sync per evaluation."""
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    loss_sum = [mx.nd.zeros(1, ctx=c) for c in ctxs]
-    err1 = [mx.nd.zeros(1, ctx=c) for c in ctxs]
-    errk = [mx.nd.zeros(1, ctx=c) for c in ctxs]
-    count = 0
-    dtype = next(iter(net.collect_params().values())).dtype
-    with data.test_batches(batch_size) as batches:
-        for x, y in batches:
-            xs = gluon.utils.split_and_load(x.astype(dtype, copy=False), ctxs, even_split=False)
-            ys = gluon.utils.split_and_load(y, ctxs, even_split=False)
-            for i, (xi, yi) in enumerate(zip(xs, ys)):
-                out = net(xi).astype('float32')
-                label = yi.astype('float32')
-                loss_sum[i] += loss_fn(out, label).sum()
-                err1[i] += (out.argmax(axis=1) != label).sum()
-                k = min(topk, out.shape[1])
-                hits = (mx.nd.topk(out, axis=1, k=k) == label.reshape((-1, 1))).sum(axis=1)
-                errk[i] += (1 - hits).sum()
-            count += len(y)
-    total = [sum(v.asscalar() for v in acc) / count for acc in (loss_sum, err1, errk)]  # sync
-    return tuple(float(t) for t in total)
+from .cli import config_field
 
 
 def load_run(run_dir, which, overrides):
@@ -73,21 +46,21 @@ def restore_net(cfg, params, ctxs, data_classes):
               help='checkpoint of the run to evaluate [default: best]')
 @click.option('--params', 'params_file', default=None,
               help='an MXNet .params file (net.save_parameters) instead of --run-dir')
-@click.option('--model', default=None, help='registry name of the --params network')
-@click.option('--dataset', default=None, help='dataset [default: the run\'s]')
-@click.option('--data-dir', default=None, help='dataset folder [default: the run\'s]')
-@click.option('--test-crop', type=int, default=None, help='ImageNet test crop, e.g. 320')
-@click.option('--batch-size', type=int, default=100, help='images per batch [default: 100]')
-@click.option('--cpus', type=int, default=1, help='CPU contexts [default: 1]')
-@click.option('--gpus', default='', help='GPU ids, e.g. 0,1')
+@config_field('model', help='registry name of the --params network')
+@config_field('dataset', help="dataset [default: the run's]")
+@config_field('data_dir', help="dataset folder [default: the run's]")
+@config_field('test_crop', help='ImageNet test crop, e.g. 320')
+@config_field('batch_size', default=100, help='images per batch [default: 100]')
+@config_field('cpus', default=1, help='CPU contexts [default: 1]')
+@config_field('gpus', default='', help='GPU ids, e.g. 0,1')
 @click.option('--json', 'as_json', is_flag=True, help='print the result as JSON')
 def main(run_dir, which, params_file, model, dataset, data_dir, test_crop, batch_size, cpus,
          gpus, as_json):
     """Top-1 (and top-5) test error of a run's checkpoint or of a .params file."""
-    from .cli import _split_ints
     from .config import Config, DataConfig, ModelConfig, RunConfig
     from .data import build_data
     from .devices import contexts
+    from .engine import evaluate
     from .errors import UserError
     if bool(run_dir) == bool(params_file):
         raise UserError('give exactly one of --run-dir and --params')
@@ -100,7 +73,7 @@ def main(run_dir, which, params_file, model, dataset, data_dir, test_crop, batch
         params = params_file
         cfg = Config(model=ModelConfig(model=model),
                      data=DataConfig(**{k: v for k, v in overrides.items() if v is not None}))
-    ctxs = contexts(RunConfig(gpus=_split_ints(gpus) or (), cpus=cpus))
+    ctxs = contexts(RunConfig(gpus=gpus or (), cpus=cpus))
     with build_data(cfg.data) as data:
         net = restore_net(cfg, params, ctxs, data.classes)
         loss, err1, err5 = evaluate(net, data, ctxs, batch_size)
@@ -116,6 +89,8 @@ def main(run_dir, which, params_file, model, dataset, data_dir, test_crop, batch
 def load_params_file(net, path, ctxs):
     """Load a .params file into `net`: an export (arg:/aux: names), a
     `collect_params().save` file (parameter names) or a `save_parameters` file."""
+    import mxnet as mx
+
     from . import checkpoint
     from .errors import UserError
     try:

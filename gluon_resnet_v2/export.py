@@ -8,7 +8,6 @@ or `mx.mod.Module` with `mx.model.load_checkpoint`.
 import os
 
 import click
-import mxnet as mx
 
 
 @click.command()
@@ -18,8 +17,11 @@ import mxnet as mx
 @click.option('--out', default=None, help='output prefix [default: RUN_DIR/export/model]')
 def main(run_dir, which, out):
     """Write symbol JSON + params of a run's checkpoint."""
-    from .evaluate import load_run, restore_net
+    import mxnet as mx
+
+    from .data import dataset_spec
     from .errors import UserError
+    from .evaluate import load_run, restore_net
     cfg, params = load_run(run_dir, which, {})
     out = out or os.path.join(run_dir, 'export', 'model')
     if os.path.exists(out + '-symbol.json'):
@@ -28,7 +30,7 @@ def main(run_dir, which, out):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     classes = params['fc_weight'].shape[0]
     net = restore_net(cfg, params, [mx.cpu()], classes)
-    size = cfg.data.crop_size if cfg.data.dataset == 'imagenet' else 32
+    size = dataset_spec(cfg.data.dataset).input_size(cfg.data) or 32   # any size works
     net(mx.nd.zeros((1, 3, size, size)))                   # trace the graph once
     net.export(out, epoch=0)
     click.echo('wrote %s-symbol.json and %s-0000.params (%s, %d classes, input 3x%dx%d or any '

@@ -5,19 +5,15 @@ listing the valid choices; here they become UserErrors, which the CLI prints as 
 """
 import os
 
-import mxnet as mx
-
+from .data import dataset_spec
 from .errors import UserError
-from .models import build_resnet, get_model
-
-# shortcut parameters passed to the model only when they differ from the defaults,
-# so a registry name's own choices stand unless the user asked otherwise
-SHORTCUT_FIELDS = ('scale', 'scale_residual', 'gate_bias', 'drop_rate')
+from .models import SHORTCUT_OPTIONS, build_resnet, get_model
 
 
 def model_overrides(mcfg, classes):
+    """get_model / build_resnet keyword arguments of a ModelConfig."""
     kw = dict(classes=classes, shortcut=mcfg.shortcut, projection=mcfg.projection)
-    kw.update({k: getattr(mcfg, k) for k in SHORTCUT_FIELDS})
+    kw.update({k: getattr(mcfg, k) for k in SHORTCUT_OPTIONS})
     if mcfg.placement:
         kw['placement'] = mcfg.placement
     if mcfg.block:
@@ -28,24 +24,24 @@ def model_overrides(mcfg, classes):
 def build_net(mcfg, dataset, data_classes):
     """The uninitialised network of `mcfg` for a dataset of `data_classes` classes.
 
-    --model NAME picks a registry entry; otherwise --depth and --version pick the CIFAR
-    (or, for --dataset imagenet, the ImageNet) ResNet of that depth."""
+    --model NAME picks a registry entry; otherwise --depth and --version pick the ResNet
+    of that depth in the dataset's family (data.DATASETS: CIFAR or ImageNet)."""
     classes = mcfg.classes or data_classes
     if classes != data_classes:
         raise UserError('--classes %d does not match the %d classes of the dataset: drop '
                         '--classes (it defaults to the dataset\'s)' % (classes, data_classes))
-    family = 'imagenet' if dataset == 'imagenet' else 'cifar'
     try:
         if mcfg.model:
             return get_model(mcfg.model, **model_overrides(mcfg, classes))
-        return build_resnet(mcfg.depth, family, mcfg.version, **model_overrides(mcfg, classes))
+        return build_resnet(mcfg.depth, dataset_spec(dataset).family, mcfg.version,
+                            **model_overrides(mcfg, classes))
     except ValueError as e:
         raise UserError('%s (--model/--depth/--block/--placement/--shortcut)' % e) from None
 
 
 def check_model(mcfg, dataset):
     """Fail on a bad model option before any data is read (building is cheap: no weights)."""
-    build_net(mcfg, dataset, mcfg.classes or 1)
+    build_net(mcfg, dataset, mcfg.classes or dataset_spec(dataset).classes or 1)
 
 
 def check_dtype(dtype, ctxs):
@@ -71,6 +67,7 @@ def kvstore_setup(name, ctxs):
             raise UserError('--kvstore %s needs a distributed launch (DMLC_ROLE, DMLC_PS_ROOT_URI, '
                             '... set by mxnet\'s tools/launch.py): start it with the launcher, '
                             'or use --kvstore device on one machine' % name)
+        import mxnet as mx
         kv = mx.kv.create(name)
         return kv, kv.rank, kv.num_workers
     if name == 'nccl' and any(c.device_type != 'gpu' for c in ctxs):

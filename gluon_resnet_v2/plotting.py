@@ -7,12 +7,8 @@ after the fact, so plotting never slows training and any runs can be overlaid.
 import os
 
 import click
-import matplotlib
 
-matplotlib.use('Agg')  # files only; no display on training machines
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .runlog import read_log  # noqa: E402
+from .runlog import read_log
 
 
 def series(records, key):
@@ -21,8 +17,13 @@ def series(records, key):
 
 
 def plot_runs(runs, out_path, title=None):
-    """Overlay runs ({label: run dir or log.jsonl path}) into one PNG; returns out_path."""
-    fig, loss_ax = plt.subplots(figsize=(8, 5))
+    """Overlay runs ({label: run dir or log.jsonl path}) into one PNG; returns out_path.
+
+    Drawn on a bare matplotlib Figure: no pyplot, so no global backend to choose and
+    nothing left open."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(8, 5))
+    loss_ax = fig.subplots()
     err_ax = loss_ax.twinx()
     drawn = 0
     for i, (label, path) in enumerate(runs.items()):
@@ -35,7 +36,6 @@ def plot_runs(runs, out_path, title=None):
                     label='%s test error' % label)
         drawn += bool(loss or err)
     if not drawn:
-        plt.close(fig)
         raise ValueError('no log records to plot in %s' % ', '.join(map(str, runs.values())))
     loss_ax.set_xlabel('iteration')
     loss_ax.set_ylabel('training loss (dashed)')
@@ -49,7 +49,6 @@ def plot_runs(runs, out_path, title=None):
     tmp = out_path + '.tmp.png'
     fig.savefig(tmp, dpi=100)
     os.replace(tmp, out_path)
-    plt.close(fig)
     return out_path
 
 
@@ -70,4 +69,5 @@ def main(runs, out, title):
 
 
 if __name__ == '__main__':
-    main()
+    from .cli import main_wrapper
+    main_wrapper(main)()

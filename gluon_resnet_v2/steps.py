@@ -1,8 +1,7 @@
-"""One training iteration and the small pieces around it that the engine and the tests
-share: the multi-device step, the on-device running sums of a log interval, the averaging
-of BatchNorm statistics over devices, and the re-seeding that makes dropout resumable."""
-import contextlib
-
+"""One training iteration and the small pieces around it that the backends, the loop and
+the tests share: the multi-device step, the on-device running sums of a log interval,
+scoring a test split, the averaging of BatchNorm statistics over devices, and the
+re-seeding that makes dropout resumable."""
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
@@ -96,45 +95,20 @@ def local_batch(batch, workers, devices):
     return per_device * devices
 
 
-def input_size(cfg, data):
-    """(height, width) of a training image: the crop for ImageNet, the stored size else."""
-    if cfg.data.dataset == 'imagenet':
-        return (cfg.data.crop_size,) * 2
-    return tuple(data.train_x.shape[1:3])
+def score(batches, predict, ctxs, topk=5):
+    """(mean loss, top-1 error, top-k error) over `batches` of (x, y).
 
-
-def run_training(run):
-    """The whole training phase of `run` (the Gluon engine's Run or the Module trainer's
-    ModuleRun): a progress bar from run.iteration, the clock, `loop`, then the bar and the
-    data loader closed whatever happens; returns run._finish()."""
-    import time
-
-    from tqdm import tqdm
-    bar = tqdm(total=run.max_iters, initial=run.iteration, unit='it', dynamic_ncols=True,
-               disable=not (run.progress and run.writer), leave=False)
-    run.started = run.tick = time.time()
-    run.paused = 0.0
-    run._inflight = None           # the last step's output, waited on by the next step
-    try:
-        loop(run, bar)
-    finally:
-        bar.close()
-        run.data.close()
-    return run._finish()
-
-
-def loop(run, bar):
-    """Iterations run.iteration .. run.max_iters - 1, epoch by epoch from the exact batch
-    where the run stands. `run` provides data, batch, steps, max_iters, cfg, step(x, y) and
-    after_step(bar): the Gluon engine and the Module trainer share this loop."""
-    while run.iteration < run.max_iters:
-        epoch, first = divmod(run.iteration, run.steps)
-        batches = run.data.train_batches(run.batch, run.cfg.run.seed, epoch, first)
-        with contextlib.closing(batches):
-            for x, y in batches:
-                run.step(x, y)
-                run.iteration += 1
-                bar.update(1)
-                run.after_step(bar)
-                if run.iteration >= run.max_iters:
-                    break
+    predict(x, y) -> [(per-image loss, scores, float labels)], one entry per context of
+    `ctxs` it used (either backend's forward pass). Sums stay on the devices until the
+    end: one host sync per evaluation."""
+    sums = [[mx.nd.zeros(1, ctx=c) for c in ctxs] for _ in range(3)]     # loss, top-1, top-k
+    count = 0
+    for x, y in batches:
+        for i, (loss, out, label) in enumerate(predict(x, y)):
+            k = min(topk, out.shape[1])
+            hits = (mx.nd.topk(out, axis=1, k=k) == label.reshape((-1, 1))).sum(axis=1)
+            for acc, value in zip(sums, (loss.sum(), (out.argmax(axis=1) != label).sum(),
+                                         (1 - hits).sum())):
+                acc[i] += value
+        count += len(y)
+    return tuple(float(sum(v.asscalar() for v in acc) / count) for acc in sums)   # sync point

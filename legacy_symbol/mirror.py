@@ -29,12 +29,12 @@ in its backward, which is not duplicated). Measurements: legacy_symbol/README.md
 `MXNET_BACKWARD_DO_MIRROR` must not be set while binding a planned symbol: it would mirror
 the kept tensors as well. Bind inside `with bind_env(policy):`.
 """
-import contextlib
 import json
-import os
 import re
 
 import numpy as np
+
+from gluon_resnet_v2 import environ
 
 POLICIES = ('segments', 'env')
 # Never marked: the loss (its "forward" in backward would be a second loss) and Dropout
@@ -44,24 +44,14 @@ NEVER = ('SoftmaxOutput', 'Dropout', 'LinearRegressionOutput', 'LogisticRegressi
 ATTR = '__force_mirroring__'
 
 
-@contextlib.contextmanager
 def bind_env(policy):
-    """Binds in this block see MXNET_BACKWARD_DO_MIRROR as `policy` needs it ('1' for
+    """A scope whose binds see MXNET_BACKWARD_DO_MIRROR as `policy` needs it ('1' for
     `env`; '0' for a planned symbol, whose kept tensors must not be mirrored too; policy
     None: left as the caller has it); the caller's value is restored afterwards (MXNet
     reads it at every bind)."""
     if policy is None:
-        yield
-        return
-    before = os.environ.get('MXNET_BACKWARD_DO_MIRROR')
-    os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1' if policy == 'env' else '0'
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ['MXNET_BACKWARD_DO_MIRROR']
-        else:
-            os.environ['MXNET_BACKWARD_DO_MIRROR'] = before
+        return environ.scoped()
+    return environ.scoped({'MXNET_BACKWARD_DO_MIRROR': '1' if policy == 'env' else '0'})
 
 
 def graph(sym):

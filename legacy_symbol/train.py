@@ -9,36 +9,43 @@ the same config fields, gluon_resnet_v2.cli), plus --net and --mirror. The run d
 gets the same config.yaml, log.jsonl and curves.png, so `python -m gluon_resnet_v2.plotting
 runs/gluon runs/module` overlays a Gluon and a Module run.
 """
+from dataclasses import dataclass, fields
+from typing import Optional
+
 import click
 
-from gluon_resnet_v2.cli import build_config, config_options, main_wrapper
-from gluon_resnet_v2.config import ModelConfig
+from gluon_resnet_v2.cli import build_config, config_options, dataclass_options, main_wrapper
+from gluon_resnet_v2.config import ModelConfig, Section, option
 from gluon_resnet_v2.errors import UserError
 
-from .fit import NETS
 from .mirror import POLICIES
+
+NETS = ('paper', 'notes')
+
+
+@dataclass(frozen=True)
+class ModuleOptions(Section):
+    """What a Module run takes beyond the training config (recorded in module.yaml)."""
+    net: str = option('paper', 'paper: legacy_symbol.paper, the Gluon model of --depth/--model/'
+                      '--version as a symbol; notes: the notes\' fixed ResNet(12, [64, 128, 256]) '
+                      '(CIFAR-10, quirks included; takes no model options)', NETS)
+    mirror: bool = option(False, 'memory mirroring: the graph executor recomputes forward results '
+                          'in the backward pass instead of keeping them (same numbers, one more '
+                          'forward pass per step; legacy_symbol/mirror.py)')
+    mirror_policy: Optional[str] = option(
+        None, 'with --mirror (default segments): segments = keep a few residual-stream tensors, '
+        'recompute the rest, convolutions included (ResNet-110 batch 128: executor plan 1,038 -> '
+        '288 MB); env = MXNET_BACKWARD_DO_MIRROR=1 alone, MXNet\'s own choice (recomputes BN, '
+        'ReLU and additions; saves nothing on MXNet 1.9.1)', POLICIES)
 
 
 def _model_flags(values):
-    return sorted('--' + f.replace('_', '-') for f in ModelConfig.__dataclass_fields__
-                  if values.get(f) is not None)
+    return sorted('--' + f.name.replace('_', '-') for f in fields(ModelConfig)
+                  if values.get(f.name) is not None)
 
 
 @click.command(context_settings={'max_content_width': 120})
-@click.option('--net', type=click.Choice(NETS), default='paper', show_default=True,
-              help='paper: legacy_symbol.paper, the Gluon model of --depth/--model/--version '
-                   'as a symbol; notes: the notes\' fixed ResNet(12, [64, 128, 256]) (CIFAR-10, '
-                   'quirks included; takes no model options)')
-@click.option('--mirror/--no-mirror', default=False, show_default=True,
-              help='memory mirroring: the graph executor recomputes forward results in the '
-                   'backward pass instead of keeping them (same numbers, one more forward pass '
-                   'per step; legacy_symbol/mirror.py)')
-@click.option('--mirror-policy', type=click.Choice(POLICIES), default=None,
-              help='with --mirror (default segments): segments = keep a few residual-stream '
-                   'tensors, recompute the rest, convolutions included (ResNet-110 batch 128: '
-                   'executor plan 1,038 -> 288 MB); env = MXNET_BACKWARD_DO_MIRROR=1 alone, '
-                   'MXNet\'s own choice (recomputes BN, ReLU and additions; saves nothing on '
-                   'MXNet 1.9.1)')
+@dataclass_options(ModuleOptions)
 @config_options
 def main(config_file, net, mirror, mirror_policy, **values):
     """Train one run with mx.mod.Module (bind, init_params, init_optimizer, forward/backward/
@@ -48,18 +55,21 @@ def main(config_file, net, mirror, mirror_policy, **values):
     from gluon_resnet_v2.train import summary_line
 
     from .fit import fit_module
-    if net == 'notes' and _model_flags(values):
+    opts = ModuleOptions(**{k: v for k, v in dict(net=net, mirror=mirror,
+                                                 mirror_policy=mirror_policy).items()
+                            if v is not None})
+    if opts.net == 'notes' and _model_flags(values):
         raise UserError('--net notes is a fixed network: drop %s, or use --net paper'
                         % ', '.join(_model_flags(values)))
     if values.get('resume'):
         raise UserError('--resume: the Module trainer writes no checkpoints; use the Gluon '
                         'trainer (python -m gluon_resnet_v2.train) for resumable runs')
-    if mirror_policy and not mirror:
+    if opts.mirror_policy and not opts.mirror:
         raise UserError('--mirror-policy %s has no effect without --mirror: add --mirror'
-                        % mirror_policy)
+                        % opts.mirror_policy)
     cfg = build_config(config_file, values)
-    summary = fit_module(cfg, net=net, mirror=(mirror_policy or 'segments') if mirror else None,
-                         echo=click.echo)
+    summary = fit_module(cfg, net=opts.net, echo=click.echo,
+                         mirror=(opts.mirror_policy or 'segments') if opts.mirror else None)
     click.echo(summary_line(summary))
     return summary
 

@@ -36,14 +36,14 @@ def env1(**extra):
                 MXNET_STORAGE_FALLBACK_LOG_VERBOSE='0', **extra)
 
 
-def write_rec(root, split, count, rng):
+def write_rec(root, split, count, rng, classes=4):
     """An ImageNet-style RecordIO split `root/split.rec/.idx`: solid random-colour JPEGs of
-    varied sizes in 4 classes; returns (colours, labels)."""
+    varied sizes, labels 0, 1, .., classes - 1 in turn; returns (colours, labels)."""
     import mxnet as mx
     record = mx.recordio.MXIndexedRecordIO(str(root / (split + '.idx')),
                                            str(root / (split + '.rec')), 'w')
     colours = rng.integers(30, 226, (count, 3))
-    labels = np.arange(count) % 4
+    labels = np.arange(count) % classes
     for i in range(count):
         h, w = rng.integers(24, 64, 2)
         bgr = np.broadcast_to(colours[i][::-1], (h, w, 3)).astype(np.uint8)

@@ -4,7 +4,6 @@ Runs are tiny (ResNet-8, 256 sample images, batch 32): what is checked is the pl
 (the Gluon trainer's log format, schedule, devices, errors) and that a Module trained from
 the Gluon run's weights on the same batches ends where the Gluon run does.
 """
-import json
 import os
 import re
 import subprocess
@@ -37,13 +36,6 @@ def env1():
 
 def run_cli(args, capsys, command=legacy_main):
     return _run_cli(args, capsys, command)
-
-
-@pytest.fixture(autouse=True)
-def exact_backend(monkeypatch):
-    """fit_module sets these in os.environ; monkeypatch restores them after each test."""
-    monkeypatch.setenv('MXNET_SUBGRAPH_BACKEND', 'NONE')
-    monkeypatch.delenv('MXNET_BACKWARD_DO_MIRROR', raising=False)
 
 
 def tiny_cfg(run_dir, net_depth=8, **optim):
@@ -98,14 +90,13 @@ def test_cli_module_run_on_two_devices_writes_the_gluon_log_format(tmp_path):
 
 def test_notes_network_trains(tmp_path):
     cfg = tiny_cfg(tmp_path / 'notes', max_iters=2, lr_steps=())
-    run = fit.ModuleRun(cfg, net='notes', progress=False)
+    run, backend, loop = fit.module_run(cfg, net='notes', progress=False)
     # the 1000-image test split through the 18M-parameter notes net takes ~15 s on one
     # thread; the evaluation code is the same on 64 images
     run.data.num_test = 64
-    run.start()
-    before = {k: v.asnumpy() for k, v in run.mod.get_params()[0].items()}
-    summary = run.train()
-    after = {k: v.asnumpy() for k, v in run.mod.get_params()[0].items()}
+    before = {k: v.asnumpy() for k, v in backend.mod.get_params()[0].items()}
+    summary = loop.train()
+    after = {k: v.asnumpy() for k, v in backend.mod.get_params()[0].items()}
     records = read_log(tmp_path / 'notes')
     assert [r['iteration'] for r in records] == [2, 2]
     assert 0 < records[0]['train_loss'] < 10 and np.isfinite(records[1]['test_loss'])
@@ -124,22 +115,23 @@ def test_mirror_recomputes_in_backward_and_changes_nothing(tmp_path):
     x = np.random.RandomState(0).standard_normal((32, 3, 32, 32)).astype(np.float32)
     y = np.arange(32) % 10
     for mirror in (None, 'segments', 'env'):
-        run = fit.ModuleRun(tiny_cfg(tmp_path / str(mirror)), mirror=mirror, progress=False)
-        run.start()
-        run.step(x, y)
+        env_before = dict(os.environ)
+        run, backend, _ = fit.module_run(tiny_cfg(tmp_path / str(mirror)), mirror=mirror,
+                                         progress=False)
+        assert dict(os.environ) == env_before         # variables set for the bind only
+        backend.step(x, y)
         mx.nd.waitall()
-        graph = run.mod._exec_group.execs[0].debug_str()
+        graph = backend.mod._exec_group.execs[0].debug_str()
         mirrored.append(set(re.findall(r'Op:(\w+), Name=\w+_mirror\b', graph)))
-        arg, aux = run.mod.get_params()
+        arg, aux = backend.mod.get_params()
         params.append({k: v.asnumpy() for k, v in list(arg.items()) + list(aux.items())})
         run.data.close()
     assert mirrored[0] == set()
     assert {'Convolution', 'BatchNorm', 'Activation', 'elemwise_add'} <= mirrored[1]
     assert mirrored[2] == {'BatchNorm', 'Activation', 'elemwise_add', 'Pooling'}
-    every = len(run.symbol.list_arguments()) - 2 + len(run.symbol.list_auxiliary_states())
+    every = len(backend.symbol.list_arguments()) - 2 + len(backend.symbol.list_auxiliary_states())
     assert len(params[0]) == every and any(k.endswith('running_var') for k in params[0])
     assert all(np.array_equal(p[k], params[0][k]) for p in params[1:] for k in params[0])
-    assert 'MXNET_BACKWARD_DO_MIRROR' not in os.environ       # set for the bind only
 
 
 BAD_INPUT = {
