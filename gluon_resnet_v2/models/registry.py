@@ -11,9 +11,13 @@ The names come from tables.FAMILIES.
 """
 from .tables import FAMILIES, SHORTCUT_OPTIONS, VERSIONS, check_choice, lookup
 
-# keyword overrides get_model accepts, beyond the architecture itself
-OVERRIDES = ('classes', 'placement', 'shortcut', 'projection', 'bottleneck_stride',
-             'block') + tuple(SHORTCUT_OPTIONS)
+
+
+def overrides():
+    """The keyword overrides get_model accepts beyond the architecture itself (read from
+    the tables when called, so a shortcut option added there is accepted)."""
+    return ('classes', 'placement', 'shortcut', 'projection', 'bottleneck_stride',
+            'block') + tuple(SHORTCUT_OPTIONS)
 
 
 def resolve(depth, family='cifar', version='v2', block=None, classes=None, placement=None,
@@ -24,10 +28,10 @@ def resolve(depth, family='cifar', version='v2', block=None, classes=None, place
     same defaults and reject the same mistakes."""
     fam = lookup(FAMILIES, family, 'family')
     check_choice(version, tuple(VERSIONS), 'version')
-    unknown = sorted(set(kwargs) - set(OVERRIDES))
+    unknown = sorted(set(kwargs) - set(overrides()))
     if unknown:
         raise ValueError('unknown model option %s: valid options are %s'
-                         % (', '.join(unknown), ', '.join(OVERRIDES)))
+                         % (', '.join(unknown), ', '.join(overrides())))
     spec = fam.spec(depth, block)
     return spec, dict(kwargs, classes=fam.classes if classes is None else classes,
                       placement=placement or VERSIONS[version],
@@ -62,5 +66,5 @@ def architecture(name):
 
 
 def get_model(name, **overrides):
-    """The registered network `name`, with `overrides` (see OVERRIDES) applied."""
+    """The registered network `name`, with `overrides` (see overrides()) applied."""
     return build_resnet(**dict(architecture(name), **overrides))

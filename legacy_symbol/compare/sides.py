@@ -16,7 +16,7 @@ from mxnet import autograd, gluon
 
 import gluon_resnet_v2 as grv
 
-from gluon_resnet_v2.models import registry
+from gluon_resnet_v2.models import FAMILIES, registry
 
 from legacy_symbol import paper, weights
 
@@ -24,15 +24,13 @@ from . import child
 
 # One case: the network, its starting weights (numpy float32) and one batch.
 Setup = collections.namedtuple('Setup', 'name overrides logits args aux x y')
-# input size per family: CIFAR's own; ImageNet nets pool globally, 64x64 keeps them fast
-INPUT_SIZE = {'cifar': 32, 'imagenet': 64}
 
 
 def make_case(name, overrides, batch, seed):
     """He-initialised weights with randomised BN gamma/beta/statistics, and a batch."""
     net = grv.init_model(grv.get_model(name, **overrides))
     rng = np.random.RandomState(seed)
-    size = INPUT_SIZE[registry.architecture(name)['family']]
+    size = input_size(name)
     x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
     net(mx.nd.array(x[:1]))                       # completes the deferred shapes
     randomise_batchnorm(net, rng)
@@ -42,6 +40,16 @@ def make_case(name, overrides, batch, seed):
     y = rng.randint(0, classes, batch).astype(np.float32)
     return Setup(name, overrides, logits, {k: v.asnumpy() for k, v in args.items()},
                  {k: v.asnumpy() for k, v in aux.items()}, x, y)
+
+
+def input_size(name):
+    """32x32 (CIFAR's), or twice the registered network's total stride where that is more
+    (ImageNet's stem and pool divide by 4, its stages by 8: 64x64; the nets pool globally)."""
+    arch = registry.architecture(name)
+    fam = FAMILIES[arch['family']]
+    stages = fam.spec(arch['depth'], arch.get('block')).strides
+    stride = fam.stem.stride * (2 if fam.stem.max_pool else 1) * int(np.prod(stages))
+    return max(32, 2 * stride)
 
 
 def randomise_batchnorm(net, rng):
