@@ -15,21 +15,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import mxnet as mx  # noqa: E402
-
+from gluon_resnet_v2 import environ, get_model  # noqa: E402
 from gluon_resnet_v2.config import DataConfig  # noqa: E402
 from gluon_resnet_v2.data import build_data  # noqa: E402
-
-
-def get_model(name):
-    """The project's model if its registry is importable, else gluoncv's (said aloud)."""
-    try:
-        from gluon_resnet_v2 import get_model as ours
-        return ours(name, classes=10), 'gluon_resnet_v2'
-    except ImportError as e:
-        print('note: gluon_resnet_v2.get_model not importable (%s); using gluoncv' % e)
-        from gluoncv.model_zoo import get_model as theirs
-        return theirs(name, classes=10), 'gluoncv'
 
 
 def loader_rate(data, batch_size, workers, min_seconds):
@@ -44,7 +32,8 @@ def loader_rate(data, batch_size, workers, min_seconds):
 
 
 def make_step(name, batch_size):
-    net, source = get_model(name)
+    import mxnet as mx
+    net = get_model(name, classes=10)
     net.initialize(mx.init.MSRAPrelu(factor_type='in', slope=0.0))
     net.hybridize(static_alloc=True, static_shape=True)
     trainer = mx.gluon.Trainer(net.collect_params(), 'sgd',
@@ -58,11 +47,12 @@ def make_step(name, batch_size):
         loss.backward()
         trainer.step(batch_size)
         return loss
-    return step, source
+    return step
 
 
 def train_rate(step, batches, warmup=2):
     """Images per second of training steps over `batches` (a list or an iterator)."""
+    import mxnet as mx
     images, start = 0, None
     for i, (x, y) in enumerate(batches):
         if i == warmup:
@@ -102,13 +92,13 @@ def main():
     sample = build_data(DataConfig(dataset='cifar10-sample', num_workers=2))
     fixed = list(sample.train_batches(bs, seed=0, epoch=0))[:args.steps + 2]
     for name in args.models.split(','):
-        step, source = make_step(name, bs)
+        step = make_step(name, bs)
         rate = train_rate(step, fixed)
         it = sample.train_batches(bs, seed=0, epoch=1)
         fed = train_rate(step, (next(it) for _ in range(args.steps + 2)))
         it.close()
-        print('%s (%s), hybridized, fwd+bwd+SGD: %.0f img/s; fed by the loader '
-              '(num_workers=2): %.0f img/s' % (name, source, rate, fed))
+        print('%s, hybridized, fwd+bwd+SGD: %.0f img/s; fed by the loader '
+              '(num_workers=2): %.0f img/s' % (name, rate, fed))
         for (label, workers), lrate in loaders.items():
             print('  ratio loader/train  %-15s num_workers=%d: %6.1fx' % (label, workers,
                                                                          lrate / rate))
@@ -116,4 +106,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with environ.command_line():          # before MXNet is imported: its thread pool size
+        main()

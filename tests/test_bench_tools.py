@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import gluon_resnet_v2 as grv
-from legacy_symbol import notes, paper, weights
+from legacy_symbol import notes, paper
 from legacy_symbol.compare import flops, notes_vs_paper, speed
 from legacy_symbol.compare.cli import cli
 
@@ -109,7 +109,6 @@ def test_speed_report_schema(speed_run):
         (run,) = v['runs']
         assert 'error' not in run, run
         assert run['img_per_sec'] > 0 and run['peak_rss_mb'] > 50, (name, run)
-        assert v['img_per_sec'] == run['img_per_sec'] and v['peak_rss_mb'] == run['peak_rss_mb']
     assert set(case['ratios']) == ({k for k, *_ in speed.RATIOS} |
                                    {k for k, _ in speed.SAVINGS})
     assert markdown.count('| cifar_resnet20_v2 | 4 |') == 2      # speed and memory tables
@@ -192,14 +191,13 @@ def test_notes_command_on_a_tiny_budget(tmp_path):
     report = json.loads((tmp_path / 'notes.json').read_text())
     rows = {r['net']: r for r in report['nets']}
     assert set(rows) == {'notes', 'paper'}
-    symbols = {'notes': notes.notes_network(),
-               'paper': paper.get_training_symbol(notes_vs_paper.PAPER_MODEL)}
-    for key, sym in symbols.items():
-        args, _ = weights.symbol_shapes(sym)
-        assert rows[key]['params'] == sum(int(np.prod(s)) for s in args.values())
-        assert rows[key]['macs'] == flops.count_macs(sym)
+    # multiply-adds against the architecture formulas (ResNet-110: 18 units a stage)
+    assert rows['notes']['macs'] == notes_macs()
+    assert rows['paper']['macs'] == cifar_basic_macs(18)
+    for key in ('notes', 'paper'):
         assert 0 <= rows[key]['test_err'] <= 1 and rows[key]['test_images'] == 8
         assert rows[key]['img_per_sec'] > 0 and np.isfinite(rows[key]['train_loss'])
+        assert rows[key]['train_window'] == 1                  # the last tenth of 2 iterations
     assert rows['notes']['params'] == notes.NOTES_PARAM_COUNT
     gluon = grv.get_model(notes_vs_paper.PAPER_MODEL)
     gluon.initialize()

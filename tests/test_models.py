@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gluon_resnet_v2 as grv
-from gluon_resnet_v2.models import cifar_spec
+from gluon_resnet_v2.models import architecture, cifar_spec
 
 GOLDEN = json.loads((Path(__file__).parent / 'golden' / 'param_counts.json').read_text())
 
@@ -61,14 +61,16 @@ def test_imagenet_counts_match_gluoncv(depth):
 
 
 def test_registry_names():
-    names = grv.list_models()
+    """Exactly the paper's networks, each name once: 2 versions x (8 CIFAR depths, the
+    1-layer ResNet-110, 6 ImageNet depths)."""
+    expected = set()
     for v in ('v1', 'v2'):
-        for d in (20, 32, 44, 56, 110, 164, 1001, 1202):
-            assert 'cifar_resnet%d_%s' % (d, v) in names
-        assert 'cifar_resnet110_1layer_%s' % v in names
-        for d in (18, 34, 50, 101, 152, 200):
-            assert 'resnet%d_%s' % (d, v) in names
-    assert names == sorted(names) and len(names) == len(set(names))
+        expected |= {'cifar_resnet%d_%s' % (d, v) for d in (20, 32, 44, 56, 110, 164, 1001, 1202)}
+        expected |= {'cifar_resnet110_1layer_%s' % v}
+        expected |= {'resnet%d_%s' % (d, v) for d in (18, 34, 50, 101, 152, 200)}
+    assert len(expected) == 30 and set(grv.list_models()) == expected
+    assert architecture('cifar_resnet110_1layer_v1') == dict(
+        depth=110, block='1layer', family='cifar', version='v1')
 
 
 @pytest.mark.parametrize('call,words', [

@@ -37,16 +37,14 @@ GraphExecutor's constructor, so setting it after import works). The same Module 
 again in a child process with the variable unset, i.e. the default MKLDNN subgraph
 backend, and its float32 results are compared with Gluon's and reported as a finding.
 """
-import contextlib
 import json
-import os
 import sys
 import tempfile
 
 import click
 import numpy as np
 
-from . import sides
+from gluon_resnet_v2 import environ
 
 TOLERANCE = 1e-5
 FLOAT32_GRAD_TOLERANCE = 1e-4
@@ -107,22 +105,9 @@ def _parse_value(text):
     return {'true': True, 'false': False}.get(text.lower(), text)
 
 
-@contextlib.contextmanager
 def subgraph_backend(value):
-    """MXNET_SUBGRAPH_BACKEND=`value` (None: unset) for the binds inside the block."""
-    old = os.environ.get('MXNET_SUBGRAPH_BACKEND')
-    _set_env('MXNET_SUBGRAPH_BACKEND', value)
-    try:
-        yield
-    finally:
-        _set_env('MXNET_SUBGRAPH_BACKEND', old)
-
-
-def _set_env(key, value):
-    if value is None:
-        os.environ.pop(key, None)
-    else:
-        os.environ[key] = value
+    """A scope whose binds see MXNET_SUBGRAPH_BACKEND=`value` (None: unset)."""
+    return environ.scoped({'MXNET_SUBGRAPH_BACKEND': value})
 
 
 # ---- one case (the Gluon and Module runs live in sides.py) ----
@@ -155,6 +140,7 @@ def row_passes(label, row):
 def run_case(case, batch=8, seed=0):
     """Gluon and Module on one case in float64 and float32: (report, MKLDNN job)."""
     name, overrides = parse_case(case)
+    from . import sides              # MXNet: imported when a comparison runs, not for --help
     setup = sides.make_case(name, overrides, batch, seed)
     train = overrides.get('shortcut') != 'dropout'     # dropout masks differ between runs
     gluon, module = {}, {}
@@ -184,6 +170,7 @@ def run_equivalence(cases=DEFAULT_CASES, batch=8, seed=0, mkldnn=True, workdir=N
               'cases': list(reports), 'passed': all(r['passed'] for r in reports)}
     if mkldnn:
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            from . import sides
             results, log = sides.run_default_backend(
                 [(s, g.get('head_grad')) for s, g in jobs], tmp)
         for rep, (_, gluon32), res in zip(reports, jobs, results):

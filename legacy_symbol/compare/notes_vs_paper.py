@@ -5,10 +5,14 @@ backward / update; MXNET_SUBGRAPH_BACKEND=NONE, see legacy_symbol/README.md), at
 budget: the same embedded real CIFAR-10 sample (gluon_resnet_v2.data, 5,000 training and
 1,000 test images, the paper's pad/crop/flip augmentation, numpy batches wrapped in
 mx.io.DataBatch), the same batches in the same order, the same number of iterations and
-the same schedule. Reported per network: parameters (the symbol's weight arguments),
-multiply-adds per image (flops.py, from the symbol's inferred shapes), training img/s
-(data pipeline included, first iterations excluded), training loss/error over the last
-tenth of the run, and the test error at the end.
+the same schedule. Each network is one Module run of legacy_symbol.train's kind: the
+engine's one training loop (gluon_resnet_v2.engine.Loop) with the Module backend
+(legacy_symbol.fit), its log.jsonl written to a temporary folder and read back. Reported
+per network: parameters (the symbol's weight arguments), multiply-adds per image
+(flops.py, from the symbol's inferred shapes), training img/s (from the log; data
+pipeline included, the first log interval, a tenth of the run, excluded as warm-up),
+training loss/error of the last log interval (the last tenth of the run), and the test
+error at the end.
 
 The schedule is the paper's shape scaled to the run: warm-up at lr 0.01 for the first
 tenth of the iterations (the paper's 400 iterations bring the training error under 80 %
@@ -17,29 +21,24 @@ and 75 % (the paper's 32k and 48k of 64k). NAG, momentum 0.9, weight decay 1e-4 
 parameter (the paper's Torch code and the Gluon Trainer; `init_optimizer('nag')` by name
 would exempt biases and BN betas), He initialisation (the notes' Xavier(gaussian, in, 2)).
 """
-import contextlib
 import json
 import os
-import time
+import tempfile
 
 import click
-import mxnet as mx
 import numpy as np
 
-import gluon_resnet_v2 as grv
-
-from legacy_symbol import notes, paper, weights
+from gluon_resnet_v2.models import list_models
 
 from . import flops
-from .equivalence import subgraph_backend
 
 PAPER_MODEL = 'cifar_resnet110_v2'
 INPUT_SHAPE = (3, 32, 32)
-TIMING_SKIP = 5          # iterations before the clock starts (bind-time allocation, caches)
 
 
 def networks(paper_model=PAPER_MODEL):
     """(key, label, training symbol) of the two networks compared."""
+    from legacy_symbol import notes, paper
     return (('notes', 'notes: ResNet(%d, %s)' % (notes.NOTES_UNITS, list(notes.NOTES_WIDTHS)),
              notes.notes_network()),
             ('paper', 'paper: %s' % paper_model, paper.get_training_symbol(paper_model)))
@@ -48,6 +47,7 @@ def networks(paper_model=PAPER_MODEL):
 def describe(symbol):
     """Parameters (weight arguments, as the symbol declares them), running statistics and
     multiply-adds per 32x32 image."""
+    from legacy_symbol import weights
     args, aux = weights.symbol_shapes(symbol, (1,) + INPUT_SHAPE)
     return {'params': sum(int(np.prod(s)) for s in args.values()),
             'aux': sum(int(np.prod(s)) for s in aux.values()),
@@ -63,101 +63,60 @@ def recipe(iters, batch, warmup_iters=None):
     return OptimConfig(batch_size=batch, max_iters=iters, warmup_iters=warmup, lr_steps=steps)
 
 
-def bind(symbol, batch, optim, seed):
-    """A Module bound for training, He-initialised, with the NAG optimizer of `optim`."""
-    from gluon_resnet_v2.schedule import module_optimizer
-    mod = mx.mod.Module(symbol, data_names=['data'], label_names=['softmax_label'],
-                        context=mx.cpu())
-    with subgraph_backend('NONE'):     # read at bind: exact pre-activation BN on CPU
-        mod.bind([mx.io.DataDesc('data', (batch,) + INPUT_SHAPE)],
-                 [mx.io.DataDesc('softmax_label', (batch,))])
-    mx.random.seed(seed)
-    mod.init_params(initializer=grv.he_init())
-    mod.init_optimizer(optimizer=module_optimizer(optim))    # decays every parameter
-    return mod
+def train_module(key, paper_model, optim, seed, num_workers, test_images, run_dir):
+    """One network's Module run through the engine's loop; its log records."""
+    from gluon_resnet_v2.config import Config, DataConfig, ModelConfig, RunConfig
+    from gluon_resnet_v2.runlog import read_log
+    from legacy_symbol.fit import module_run
+    cfg = Config(model=ModelConfig(model=paper_model),
+                 data=DataConfig(dataset='cifar10-sample', num_workers=num_workers),
+                 optim=optim, run=RunConfig(run_dir=run_dir, seed=seed, eval_interval=0,
+                                            log_interval=window(optim.max_iters),
+                                            checkpoint_interval=0))
+    run, _, loop = module_run(cfg, net=key, progress=False)
+    if test_images:      # evaluate on the first N test images (the split's fixed order)
+        run.data.num_test = min(test_images, run.data.num_test)
+    images = run.data.num_test
+    loop.train()
+    return read_log(run_dir), images
 
 
-def _loss_err(prob, label):
-    """Summed -log p(label) and errors of a batch, kept on the device (no host sync)."""
-    from legacy_symbol.fit import cross_entropy
-    return cross_entropy(prob, label).sum(), (mx.nd.argmax(prob, axis=1) != label).sum()
+def window(iters):
+    """Iterations of a log interval: a tenth of the run."""
+    return max(1, iters // 10)
 
 
-def train(mod, data, optim, seed):
-    """`optim.max_iters` Module iterations over the data's batches; img/s and the mean
-    training loss / error over the last tenth of the run."""
-    iters, batch = optim.max_iters, optim.batch_size
-    skip, window = min(TIMING_SKIP, iters - 1), max(1, iters // 10)
-    sums, it, epoch, previous = [mx.nd.zeros(1), mx.nd.zeros(1)], 0, 0, None
-    while it < iters:
-        with contextlib.closing(data.train_batches(batch, seed, epoch)) as batches:
-            for x, y in batches:
-                if it == skip:
-                    mx.nd.waitall()                     # sync point: start the clock
-                    start = time.perf_counter()
-                label = mx.nd.array(y)
-                mod.forward(mx.io.DataBatch([mx.nd.array(x)], [label]), is_train=True)
-                mod.backward()
-                mod.update()
-                if it >= iters - window:
-                    for s, v in zip(sums, _loss_err(mod.get_outputs()[0], label)):
-                        s += v
-                token = mod.get_outputs()[0].copy()
-                if previous is not None:                # at most one iteration queued ahead
-                    previous.wait_to_read()
-                previous, it = token, it + 1
-                if it >= iters:
-                    break
-        epoch += 1
-    mx.nd.waitall()                                     # sync point: count finished work
-    seconds = time.perf_counter() - start
-    loss, err = (float(s.asscalar()) / (window * batch) for s in sums)
-    return {'img_per_sec': (iters - skip) * batch / seconds, 'train_loss': loss,
-            'train_err': err, 'train_window': window}
-
-
-def evaluate_test(mod, data, batch, limit=None):
-    """(mean loss, error, images) on the first `limit` test images (default all), in
-    inference mode (BN running statistics)."""
-    # BatchNorm writes its running statistics in backward, unordered with later reads
-    mx.nd.waitall()
-    n = data.num_test if limit is None else min(limit, data.num_test)
-    sums, seen = [mx.nd.zeros(1), mx.nd.zeros(1)], 0
-    with contextlib.closing(data.test_batches(batch)) as batches:
-        for x, y in batches:
-            x, y = x[:n - seen], y[:n - seen]
-            label = mx.nd.array(y)
-            # a smaller last batch makes Module reshape its executor (shared memory)
-            with subgraph_backend('NONE'):
-                mod.forward(mx.io.DataBatch([mx.nd.array(x)], [label]), is_train=False)
-            for s, v in zip(sums, _loss_err(mod.get_outputs()[0], label)):
-                s += v
-            seen += len(y)
-            if seen >= n:
-                break
-    loss, err = (float(s.asscalar()) / seen for s in sums)    # sync point
-    return loss, err, seen
+def measured(records, batch):
+    """img/s over the log intervals after the first (warm-up: binding, caches), and the
+    training loss / error of the last interval, from a run's log records."""
+    train = [r for r in records if r['train_loss'] is not None]
+    test = [r for r in records if r['test_err'] is not None][-1]
+    steps = np.diff([0] + [r['iteration'] for r in train])
+    timed = list(zip(steps, train))[1:] or list(zip(steps, train))
+    seconds = sum(n * batch / r['img_per_sec'] for n, r in timed)
+    return {'img_per_sec': sum(n for n, _ in timed) * batch / seconds,
+            'train_loss': train[-1]['train_loss'], 'train_err': train[-1]['train_err'],
+            'train_window': int(steps[-1]), 'test_loss': test['test_loss'],
+            'test_err': test['test_err']}
 
 
 def run_comparison(iters=300, batch=128, seed=0, warmup_iters=None, test_images=None,
                    paper_model=PAPER_MODEL, num_workers=1, echo=print):
     """Both networks at the same budget: a JSON-able report."""
-    from gluon_resnet_v2.config import DataConfig
-    from gluon_resnet_v2.data import build_data
+    import mxnet as mx
     optim = recipe(iters, batch, warmup_iters)
     rows = []
-    with build_data(DataConfig(dataset='cifar10-sample', num_workers=num_workers)) as data:
+    with tempfile.TemporaryDirectory(prefix='compare-notes-') as tmp:
         for key, label, symbol in networks(paper_model):
-            row = dict(describe(symbol), net=key, label=label)
-            mod = bind(symbol, batch, optim, seed)
-            row.update(train(mod, data, optim, seed))
-            row['test_loss'], row['test_err'], row['test_images'] = evaluate_test(
-                mod, data, batch, test_images)
+            records, images = train_module(key, paper_model, optim, seed, num_workers,
+                                           test_images, os.path.join(tmp, key))
+            row = dict(describe(symbol), net=key, label=label, test_images=images,
+                       **measured(records, batch))
             echo('%-32s %.1f img/s, test error %.2f %%' % (label, row['img_per_sec'],
                                                           100 * row['test_err']))
             rows.append(row)
-    config = dict(dataset='cifar10-sample (embedded real CIFAR-10: %d train / %d test images)'
-                  % (data.num_train, data.num_test), iters=iters, batch=batch, seed=seed,
+    config = dict(dataset='cifar10-sample (embedded real CIFAR-10: 5000 train / 1000 test '
+                  'images)', iters=iters, batch=batch, seed=seed,
                   optimizer='nag', lr=optim.lr, momentum=optim.momentum, wd=optim.wd,
                   warmup_iters=optim.warmup_iters, warmup_lr=optim.warmup_lr,
                   lr_steps=list(optim.lr_steps), num_workers=num_workers,
@@ -197,7 +156,7 @@ def format_markdown(report):
 @click.option('--test-images', default=None, type=click.IntRange(1),
               help='evaluate on the first N of the 1,000 test images  [default: all]')
 @click.option('--paper-model', default=PAPER_MODEL, show_default=True,
-              type=click.Choice([n for n in grv.list_models() if n.startswith('cifar_')]),
+              type=click.Choice([n for n in list_models() if n.startswith("cifar_")]),
               help='the registry network set beside the notes\' one')
 @click.option('--seed', default=0, show_default=True,
               help='seed of weights, data order, augmentation')

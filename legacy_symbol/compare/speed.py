@@ -114,22 +114,16 @@ def gluon_step(name, batch, hybridize):
 
 
 def module_step(name, batch, mirror=None):
-    """A Module training step: forward(is_train), backward, update, as the notes train;
-    `mirror`: None or a legacy_symbol.mirror policy, applied as legacy_symbol.fit does."""
+    """A Module training step: forward(is_train), backward, update, as the notes train,
+    set up as legacy_symbol.fit sets up every Module (bind_module, init_module);
+    `mirror`: None or a legacy_symbol.mirror policy."""
     import mxnet as mx
 
-    from gluon_resnet_v2 import he_init
-    from gluon_resnet_v2.schedule import module_optimizer
-    from legacy_symbol import mirror as mirroring, paper
+    from legacy_symbol import paper
+    from legacy_symbol.fit import bind_module, init_module
     symbol = paper.get_training_symbol(name, classes=CLASSES)
-    shapes = {'data': (batch,) + INPUT_SHAPE, 'softmax_label': (batch,)}
-    symbol, _ = mirroring.apply(symbol, shapes, mirror)       # None: unchanged
-    mod = mx.mod.Module(symbol, context=mx.cpu())
-    with mirroring.bind_env(mirror):                         # reads the MXNET_* variables
-        mod.bind([mx.io.DataDesc('data', shapes['data'])],
-                 [mx.io.DataDesc('softmax_label', shapes['softmax_label'])])
-    mod.init_params(initializer=he_init())
-    mod.init_optimizer(optimizer=module_optimizer(_optim(batch)))   # decays every parameter
+    mod, _ = bind_module(symbol, [mx.cpu()], batch, INPUT_SHAPE, mirror)
+    init_module(mod, _optim(batch))                   # NAG, decays every parameter
 
     def step(x, y):
         mod.forward(mx.io.DataBatch([x], [y]), is_train=True)

@@ -126,26 +126,23 @@ def train_both(config, same_head, out):
     """The child's side: the Gluon run from its seeded initialisation, then the Module from
     the same weights. Saves the starting weights as initial.npz."""
     from gluon_resnet_v2.config import Config
-    from gluon_resnet_v2.engine import Run
+    from gluon_resnet_v2.engine import GluonBackend, Loop, Run
     from legacy_symbol import weights
     from legacy_symbol.fit import build_symbol, fit_module
 
     cfg = Config.from_dict(config)
     side = {s: replace(cfg, run=replace(cfg.run, run_dir=os.path.join(out, s), resume=False))
             for s in SIDES}
-    run = Run(side['gluon'], progress=False)
-    if same_head:
-        run.loss_fn = softmax_output_head
-    try:
-        run.start()                  # seeds, initialises (He), hybridizes
+    run = Run(side['gluon'])
+    with run.closed_on_error():
+        # seeds, initialises (He), hybridizes
+        backend = GluonBackend(run, loss_fn=softmax_output_head if same_head else None)
         symbol = build_symbol(cfg, 'paper', run.data.classes)
-        arg, aux = weights.gluon_to_symbol(run.net, symbol, data_shape=(1, 3) + run.input_size())
-    except BaseException:
-        run.data.close()
-        raise
+        arg, aux = weights.gluon_to_symbol(backend.net, symbol,
+                                           data_shape=(1, 3) + run.input_size())
     np.savez(os.path.join(out, 'initial.npz'),
              **{k: v.asnumpy() for k, v in list(arg.items()) + list(aux.items())})
-    run.train()
+    Loop(run, backend, progress=False).train()
     fit_module(side['module'], 'paper', arg_params=arg, aux_params=aux, progress=False)
 
 
