@@ -2,9 +2,8 @@
 dataclasses' field metadata, `--config run.yaml` merging, the process set-up every entry
 point shares, and one-line errors with exit code 2.
 
-Option name = field name with dashes; help, choices and whether it is frozen on resume
-come from the field's metadata (config.option), the type and default from the
-dataclass. The choices are the very tables the code validates against, so the CLI and
+Option name = field name with dashes; help and choices come from the field's metadata
+(config.option), the type and default from the dataclass. The choices are the very tables the code validates against, so the CLI and
 the library cannot disagree. Importing this module imports no MXNet.
 """
 import functools
@@ -56,12 +55,11 @@ def field_option(f, default=None, help=None):
     return click.option(name, f.name, type=click.Choice(list(choices)) if choices else kind, **kw)
 
 
-def dataclass_options(cls, **changes):
-    """Decorate a click command with one option per field of dataclass `cls`;
-    `changes` maps a field name to field_option's keyword arguments (default, help)."""
+def dataclass_options(cls):
+    """Decorate a click command with one option per field of dataclass `cls`."""
     def decorate(command):
         for f in reversed(fields(cls)):
-            command = field_option(f, **changes.get(f.name, {}))(command)
+            command = field_option(f)(command)
         return command
     return decorate
 

@@ -28,10 +28,7 @@ def option(default, help, choices=None, frozen=False):
     """A config field: its default, its help text (the CLI option's), the table its value
     must come from (any container of names; None = free) and whether a resumed run must
     keep it (`frozen`: model, data and recipe; the rest may change on resume)."""
-    meta = dict(help=help, choices=choices, frozen=frozen)
-    if isinstance(default, (list, dict, set)):
-        raise TypeError('mutable default %r: use a tuple' % (default,))
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata=dict(help=help, choices=choices, frozen=frozen))
 
 
 class Section:

@@ -24,6 +24,7 @@ batch) (data/loader.py); MXNet's generator (dropout) is re-seeded from (seed, it
 at the start and after every checkpoint; and a checkpoint holds the optimizer state and
 the running sums of the current log interval (checkpoint.py).
 """
+import abc
 import contextlib
 import os
 import time
@@ -32,7 +33,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from . import checkpoint, runlog, schedule
+from . import checkpoint, he_init, runlog, schedule
 from .data import build_data, input_size
 from .devices import contexts
 from .errors import TrainingDiverged
@@ -85,30 +86,31 @@ class Run:
             raise
 
 
-class Backend:
-    """What the Loop needs from a backend (documentation and defaults)."""
+class Backend(abc.ABC):
+    """What the Loop needs from a backend: its step, its evaluation and its state."""
     # whether state() gives a resumable checkpoint; without, the Loop writes none
     can_checkpoint = False
 
+    @abc.abstractmethod
     def output_ctxs(self):
         """Contexts of the per-device outputs step() returns (the meter's sums live there)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def step(self, x, y):
-        """One iteration on this worker's rows; [(per-image loss, scores, labels)] per output
-        device, NDArrays not read back to the host."""
-        raise NotImplementedError
+        """One iteration on this worker's rows of the global batch (x, y); returns
+        [(per-image loss, scores, labels)] per output device, NDArrays not read back."""
+
+    @abc.abstractmethod
+    def evaluate(self):
+        """(mean loss, top-1 error) on the test split."""
 
     def sync_statistics(self):
         """Wait for pending work and make the BN running statistics one value."""
 
-    def evaluate(self):
-        """(mean loss, top-1 error) on the test split."""
-        raise NotImplementedError
-
     def state(self):
-        """What a checkpoint holds of the backend: {'params': {name: numpy}, ...}."""
-        raise NotImplementedError
+        """What a checkpoint holds of the backend, {'params': {name: numpy}, ...}; only
+        called when can_checkpoint is set."""
+        return {}
 
     def write_files(self, run_dir):
         """Files of the backend's own written into the run directory at the start."""
@@ -129,7 +131,7 @@ class GluonBackend(Backend):
         self.net = build_net(cfg.model, cfg.data.dataset, run.data.classes)
         mx.random.seed(cfg.run.seed)
         np.random.seed(cfg.run.seed)
-        self.net.initialize(mx.init.MSRAPrelu(factor_type='in', slope=0.0), ctx=self.ctxs)
+        self.net.initialize(he_init(), ctx=self.ctxs)
         if cfg.optim.dtype != 'float32':
             self.net.cast(cfg.optim.dtype)
         if saved:     # before any forward pass (see checkpoint.load_params_into)
