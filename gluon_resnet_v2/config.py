@@ -44,8 +44,8 @@ class Section:
 
 @dataclass(frozen=True)
 class DataConfig(Section):
-    dataset: str = option('cifar10', 'dataset: %s (cifar10-sample: the embedded 6,000-image '
-                          'sample)' % ' | '.join(DATASETS), DATASETS, frozen=True)
+    dataset: str = option('cifar10', 'dataset (data.DATASETS; cifar10-sample: the embedded '
+                          '6,000-image sample of CIFAR-10)', DATASETS, frozen=True)
     data_dir: Optional[str] = option(None, 'dataset folder (default ~/.mxnet/datasets/<dataset>)')
     download: bool = option(False, 'fetch CIFAR from the official source (checksum-verified) '
                             'if missing')

@@ -23,13 +23,6 @@ QUICK = ['--dataset', 'cifar10-sample', '--subset', '256', '--batch-size', '32',
          '--num-workers', '0', '--warmup-iters', '2', '--lr-steps', '5']
 
 
-@pytest.fixture(autouse=True)
-def exact_backend(monkeypatch):
-    """fit_module sets these in os.environ; monkeypatch restores them after each test."""
-    monkeypatch.setenv('MXNET_SUBGRAPH_BACKEND', 'NONE')
-    monkeypatch.delenv('MXNET_BACKWARD_DO_MIRROR', raising=False)
-
-
 # ------------------------------------------------------------------ compare train
 
 def compare_tiny(tmp_path, capsys, *extra):

@@ -24,7 +24,7 @@ class DatasetSpec:
     family: str               # the network family it trains (models.tables.FAMILIES)
     classes: Optional[int]    # number of classes, None: read from the data
     input_size: Callable      # (DataConfig) -> side of the network's input, None: the images'
-    augmentation: str         # what training batches get (documentation, shown in --help)
+    augmentation: str         # what its training batches get (documentation)
     uses_data_dir: bool = True
 
 
