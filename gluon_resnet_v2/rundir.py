@@ -1,0 +1,128 @@
+"""A run directory's owner and state: `run.lock` and `status.json`.
+
+One process owns a run directory while it trains: it holds an exclusive `fcntl` lock on
+`<run_dir>/run.lock` (which names it: pid, host, command, start time). A second process
+on the same directory is refused at once, naming the holder. The kernel drops the lock
+when its process ends, however it ends (SIGKILL included), so a dead run never blocks the
+rerun that resumes it; the file's text may stay behind, the lock does not.
+
+`status.json` says what the run is doing or how it ended, written atomically by the
+owner: {"state": "running" | "finished" | "interrupted" | "diverged" | "failed",
+"iteration": int, "max_iters": int, "message": str or null, "time": unix seconds}.
+A "running" status whose lock nobody holds is a run that died without a word
+(SIGKILL, power loss): `state()` reports it as "interrupted".
+"""
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+
+from .errors import UserError
+
+LOCK, STATUS = 'run.lock', 'status.json'
+STATES = ('running', 'finished', 'interrupted', 'diverged', 'failed')
+
+
+class RunDirBusy(UserError):
+    """Another live process owns the run directory."""
+
+
+class Ownership:
+    """The exclusive lock of a run directory, held from `acquire()` to `release()` (or
+    to the end of the process)."""
+
+    def __init__(self, run_dir):
+        self.run_dir, self.path, self._fd = run_dir, os.path.join(run_dir, LOCK), None
+
+    def acquire(self):
+        os.makedirs(self.run_dir, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o664)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            who = read_holder(self.path)
+            raise RunDirBusy('run dir %s is in use by %s: wait for it to finish, stop it, or '
+                             'choose another --run-dir' % (self.run_dir, describe(who))) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
+                                     command=' '.join(sys.argv), started=time.time())).encode())
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self):
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def read_holder(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def describe(holder):
+    if not holder:
+        return 'another process'
+    return 'process %s on %s (%s)' % (holder.get('pid'), holder.get('host'),
+                                      holder.get('command', '?'))
+
+
+def holder(run_dir):
+    """Who holds the run directory's lock now ({pid, host, command, started}), or None."""
+    path = os.path.join(run_dir, LOCK)
+    if not os.path.exists(path):
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return read_holder(path) or {}
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def write_status(run_dir, state, iteration, max_iters, message=None):
+    """status.json, written to a temporary name and renamed into place."""
+    if state not in STATES:
+        raise ValueError('unknown run state %r' % state)
+    tmp = os.path.join(run_dir, '.' + STATUS + '.tmp')
+    with open(tmp, 'w') as f:
+        json.dump(dict(state=state, iteration=iteration, max_iters=max_iters, message=message,
+                       time=time.time()), f)
+    os.replace(tmp, os.path.join(run_dir, STATUS))
+
+
+def read_status(run_dir):
+    """The run's status dict, or None when it has none (older runs, or none started)."""
+    try:
+        with open(os.path.join(run_dir, STATUS)) as f:
+            status = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) and status.get('state') in STATES else None
+
+
+def state(run_dir):
+    """The run's state now: its status, with "running" corrected to "interrupted" when no
+    live process holds the lock; None without a status."""
+    status = read_status(run_dir)
+    if status and status['state'] == 'running' and holder(run_dir) is None:
+        status = dict(status, state='interrupted')
+    return status
