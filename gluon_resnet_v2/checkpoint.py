@@ -73,6 +73,7 @@ def save(file_path, state):
     payload = dict(state, format=FORMAT, version=VERSION)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(file_path) + '.', dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())      # readable like every other file (not 0600)
         with os.fdopen(fd, 'wb') as f:
             pickle.dump(payload, f, protocol=4)
             f.flush()
@@ -82,6 +83,12 @@ def save(file_path, state):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def current_umask():
+    mask = os.umask(0o022)          # the only way to read it; set back at once
+    os.umask(mask)
+    return mask
 
 
 def load(file_path):

@@ -27,16 +27,17 @@ the running sums of the current log interval (checkpoint.py).
 import abc
 import contextlib
 import os
+import sys
 import time
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from . import checkpoint, he_init, runlog, schedule
+from . import checkpoint, he_init, rundir, runlog, schedule
 from .data import build_data, input_size
 from .devices import contexts
-from .errors import TrainingDiverged
+from .errors import RunInterrupted, TrainingDiverged
 from .factory import build_net, check_dtype, check_model, kvstore_setup
 from .steps import Meter, local_batch, reseed, score, sync_running_stats, train_step
 
@@ -56,17 +57,20 @@ class Run:
             check_model(cfg.model, cfg.data.dataset)
         self.kv, self.rank, self.workers = kvstore_setup(cfg.run.kvstore, self.ctxs)
         self.writer = self.rank == 0                 # one worker writes the run directory
-        if preflight:
-            preflight(self)
-        self.data = build_data(cfg.data)
-        try:
+        # One process owns a run dir: a used one is claimed now, before any work, so a
+        # second command on it is refused at once; a new one when the Loop first writes.
+        self.owner = rundir.Ownership(self.run_dir) if self.writer else None
+        if self.owner:
+            self.owner.acquire(create=False)
+        self.data = None
+        with self.closed_on_error():
+            if preflight:
+                preflight(self)
+            self.data = build_data(cfg.data)
             self.batch = cfg.optim.batch_size
             self.local_batch = local_batch(self.batch, self.workers, len(self.ctxs))
             self.steps = self.data.steps_per_epoch(self.batch)
             self.max_iters = cfg.optim.total_iters(self.steps)
-        except BaseException:
-            self.data.close()
-            raise
 
     def input_size(self):
         return input_size(self.cfg.data, self.data)
@@ -76,13 +80,20 @@ class Run:
         lo = self.rank * self.local_batch
         return x[lo:lo + self.local_batch], y[lo:lo + self.local_batch]
 
+    def close(self):
+        """Stop the data loader and give up the run dir (the Loop calls it at the end)."""
+        if self.data is not None:
+            self.data.close()
+        if self.owner:
+            self.owner.release()
+
     @contextlib.contextmanager
     def closed_on_error(self):
-        """Close the data loader if set-up fails (the Loop closes it after training)."""
+        """close() if set-up fails."""
         try:
             yield self
         except BaseException:
-            self.data.close()
+            self.close()
             raise
 
 
@@ -101,8 +112,8 @@ class Backend(abc.ABC):
         [(per-image loss, scores, labels)] per output device, NDArrays not read back."""
 
     @abc.abstractmethod
-    def evaluate(self):
-        """(mean loss, top-1 error) on the test split."""
+    def evaluate(self, split='test'):
+        """(mean loss, top-1 error) on the 'test' split or the 'val' split (--val-size)."""
 
     def sync_statistics(self):
         """Wait for pending work and make the BN running statistics one value."""
@@ -166,16 +177,16 @@ class GluonBackend(Backend):
     def sync_statistics(self):
         sync_running_stats(self.net)
 
-    def evaluate(self):
-        return evaluate(self.net, self.run.data, self.ctxs, self.run.batch)[:2]
+    def evaluate(self, split='test'):
+        return evaluate(self.net, self.run.data, self.ctxs, self.run.batch, split=split)[:2]
 
     def state(self):
         return dict(params=checkpoint.params_to_numpy(self.net),      # sync point
                     trainer=checkpoint.trainer_states(self.trainer))
 
 
-def evaluate(net, data, ctxs, batch_size, topk=5):
-    """(mean loss, top-1 error, top-k error) of a Gluon `net` over the test split of `data`."""
+def evaluate(net, data, ctxs, batch_size, topk=5, split='test'):
+    """(mean loss, top-1 error, top-k error) of a Gluon `net` over a split of `data`."""
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     dtype = next(iter(net.collect_params().values())).dtype
 
@@ -184,51 +195,77 @@ def evaluate(net, data, ctxs, batch_size, topk=5):
         ys = gluon.utils.split_and_load(y, ctxs, even_split=False)
         outs = [(net(xi).astype('float32'), yi.astype('float32')) for xi, yi in zip(xs, ys)]
         return [(loss_fn(out, label), out, label) for out, label in outs]
-    with data.test_batches(batch_size) as batches:
+    with data.eval_batches(split, batch_size) as batches:
         return score(batches, predict, ctxs, topk)
 
 
 class Loop:
     """The training loop of every backend: iterations run.iteration .. max_iters - 1,
     epoch by epoch from the exact batch where the run stands, with the log, evaluation
-    and checkpoint cadence of cfg.run, the divergence checks and the summary."""
+    and checkpoint cadence of cfg.run, the divergence checks and the summary.
 
-    def __init__(self, run, backend, saved=None, progress=True):
-        self.run, self.backend, self.cfg = run, backend, run.cfg
+    The writer owns the run dir while it trains (rundir.py: run.lock) and keeps
+    status.json up to date: running, then finished, interrupted, diverged or failed."""
+
+    def __init__(self, run, backend, saved=None, progress=True, echo=print):
+        self.run, self.backend, self.cfg, self.echo = run, backend, run.cfg, echo
         self.iteration = saved['iteration'] if saved else 0
         self.meter = Meter(backend.output_ctxs(), saved and saved['meter'])
         self.best = tuple(saved['best']) if saved else (None, None)
         self.elapsed = saved['elapsed'] if saved else 0.0     # of earlier sessions
-        self.last_test = None
+        self.last_test = self.last_train = None
         self.progress = progress
         self.log = runlog.JsonlLog(run.run_dir)
         if run.writer:
-            if saved:
-                self.log.truncate_after(self.iteration)    # redo what followed the checkpoint
+            run.owner.acquire()
+            run.owner.claim()
+            if saved:                          # redo what followed the checkpoint
+                aside = self.log.truncate_after(self.iteration)
+                if aside:
+                    echo('note: %d line(s) of %s set aside in %s (damaged, or logged after the '
+                         'checkpoint and redone now)' % (aside, self.log.path, runlog.ASIDE))
             runlog.write_config(run.run_dir, self.cfg.to_dict())
             backend.write_files(run.run_dir)
+            self._status('running')
 
     def train(self):
-        """Run to max_iters; the progress bar and the data loader are closed whatever
-        happens. Returns the summary dict."""
+        """Run to max_iters; the progress bar, the data loader and the run dir are given up
+        whatever happens. Returns the summary dict."""
         from tqdm import tqdm
-        bar = tqdm(total=self.run.max_iters, initial=self.iteration, unit='it',
-                   dynamic_ncols=True, disable=not (self.progress and self.run.writer),
-                   leave=False)
+        self.bar = tqdm(total=self.run.max_iters, initial=self.iteration, unit='it',
+                        dynamic_ncols=True, disable=not (self.progress and self.run.writer),
+                        leave=False)
         self.started = self.tick = time.time()
         self.paused = 0.0             # seconds of the interval spent evaluating and saving
         try:
-            self._iterate(bar)
+            self._iterate()
+            self.bar.close()
+            summary = self._summary()
+            self._status('finished')
+            return summary
+        except TrainingDiverged as e:
+            self._status('diverged', str(e))
+            raise
+        except KeyboardInterrupt:
+            self._status('interrupted')
+            raise RunInterrupted(self._interrupted()) from None
+        except BaseException as e:
+            self._status('failed', '%s: %s' % (type(e).__name__, e))
+            raise
         finally:
-            bar.close()
-            self.run.data.close()
-        return self._summary()
+            self.bar.close()
+            self.run.close()
 
     def now(self):
         """Seconds this run has spent so far, over all its sessions (the log's `time`)."""
         return self.elapsed + time.time() - self.started
 
-    def _iterate(self, bar):
+    def _status(self, state, message=None):
+        if self.run.writer:
+            rundir.write_status(self.run.run_dir, state, self.iteration, self.run.max_iters,
+                                message)
+
+    def _iterate(self):
         run, inflight = self.run, None
         while self.iteration < run.max_iters:
             epoch, first = divmod(self.iteration, run.steps)
@@ -245,16 +282,16 @@ class Loop:
                         inflight.wait_to_read()
                     inflight = outputs[0][0]
                     self.iteration += 1
-                    bar.update(1)
-                    self._after_step(bar)
+                    self.bar.update(1)
+                    self._after_step()
                     if self.iteration >= run.max_iters:
                         break
 
-    def _after_step(self, bar):
+    def _after_step(self):
         it, cadence = self.iteration, self.cfg.run
         done = it >= self.run.max_iters
         if it % cadence.log_interval == 0 or done:
-            self._log_train(bar)
+            self._log_train()
             self.tick, self.paused = time.time(), 0.0
         begin = time.time()                    # evaluation and saving are not training time
         if (cadence.eval_interval and it % cadence.eval_interval == 0) or done:
@@ -265,39 +302,78 @@ class Loop:
             reseed(cadence.seed, it)
         self.paused += time.time() - begin
 
-    def _log_train(self, bar):
+    def _log_train(self):
         loss_sum, err_sum, images = self.meter.totals()     # sync point: all work is done
         seconds = time.time() - self.tick - self.paused
         if not images:
             return
         loss = loss_sum / images
         if not np.isfinite(loss):
-            raise TrainingDiverged('training loss became %s at iteration %d: %s; lower --lr or '
-                                   'raise --warmup-iters%s' % (loss, self.iteration, self._kept(),
-                                                               self._rerun()))
+            raise TrainingDiverged('training loss became %s at iteration %d: %s; %s'
+                                   % (loss, self.iteration, self._kept(), self._advice()))
         rate = images * self.run.workers / max(seconds, 1e-9)
         lr = schedule.lr_at(self.cfg.optim, self.iteration - 1)    # the interval's last
         self._write(lr=lr, train_loss=loss, train_err=err_sum / images, img_per_sec=rate)
-        bar.set_postfix(loss='%.3f' % loss, lr='%g' % lr, img_s='%.0f' % rate, refresh=False)
+        self.bar.set_postfix(loss='%.3f' % loss, lr='%g' % lr, img_s='%.0f' % rate,
+                             refresh=False)
+        self.last_train = (loss, lr, rate)
         self.meter.reset()
 
     def _kept(self):
-        if self.backend.can_checkpoint:
-            return 'the run stopped, its last good checkpoint is kept in %s' % self.run.run_dir
-        return 'the run stopped (this trainer keeps no checkpoints)'
+        """What of the run survives a divergence, said only when it is true."""
+        latest = checkpoint.path(self.run.run_dir, 'latest')
+        if not (self.backend.can_checkpoint and self.run.writer and os.path.exists(latest)):
+            return 'the run stopped (no checkpoint was written before)'
+        return ('the run stopped; its last good checkpoint (iteration %d) is kept in %s'
+                % (checkpoint.load(latest)['iteration'], self.run.run_dir))
 
-    def _rerun(self):
-        return ' and rerun with a new --run-dir' if self.backend.can_checkpoint else ''
+    def _advice(self):
+        """The setting most likely to blame, and a way to rerun that works: the recipe is
+        frozen on resume, so a changed one needs --restart or a new --run-dir."""
+        how = ('rerun with --restart (moves this run aside) or a new --run-dir'
+               if self.backend.can_checkpoint else 'rerun with a new --run-dir')
+        return '%s, and %s' % (divergence_cause(self.cfg.optim, self.iteration), how)
 
     def _evaluate(self):
         self.backend.sync_statistics()
-        loss, err = self.backend.evaluate()
-        self._write(test_loss=loss, test_err=err)
-        if self.best[0] is None or err < self.best[0]:
-            self.best = (err, self.iteration)
+        values = {}
+        if self.run.data.num_val:
+            values['val_loss'], values['val_err'] = self.backend.evaluate('val')
+        values['test_loss'], values['test_err'] = self.backend.evaluate('test')
+        self._write(**values)
+        selected = values.get('val_err', values['test_err'])   # validation when there is one
+        if self.best[0] is None or selected < self.best[0]:
+            self.best = (selected, self.iteration)
             if self.backend.can_checkpoint:
                 self.save('best')
-        self.last_test = (err, self.iteration)
+        self.last_test = (values['test_err'], self.iteration)
+        if self.progress and self.run.writer:
+            self.bar.write(self._evaluation_line(values))
+
+    def _evaluation_line(self, values):
+        """One line per evaluation above the progress bar."""
+        parts = ['iteration %d/%d (epoch %.2f)' % (self.iteration, self.run.max_iters,
+                                                  self.iteration / self.run.steps)]
+        if self.last_train:
+            parts.append('train loss %.4f' % self.last_train[0])
+        if 'val_err' in values:
+            parts.append('val error %.2f %%' % (100 * values['val_err']))
+        parts.append('test error %.2f %%' % (100 * values['test_err']))
+        parts.append('best %s %.2f %% at %d' % ('val' if 'val_err' in values else 'test',
+                                                100 * self.best[0], self.best[1]))
+        if self.last_train:
+            parts.append('lr %g, %.0f img/s' % self.last_train[1:])
+        return ', '.join(parts)
+
+    def _interrupted(self):
+        """What Ctrl-C leaves and how to continue."""
+        latest = checkpoint.path(self.run.run_dir, 'latest')
+        if self.backend.can_checkpoint and os.path.exists(latest):
+            return ('interrupted at iteration %d; the checkpoint of iteration %d is kept in %s: '
+                    'rerun the same command to resume (%s)'
+                    % (self.iteration, checkpoint.load(latest)['iteration'], self.run.run_dir,
+                       ' '.join(sys.argv) if sys.argv and sys.argv[0] else 'same options'))
+        return 'interrupted at iteration %d; no checkpoint was written' % self.iteration
 
     def _write(self, **values):
         if self.run.writer:
@@ -312,12 +388,12 @@ class Loop:
         state = self.backend.state()
         bad = [n for n, v in state['params'].items() if not np.all(np.isfinite(v))]
         if bad:
-            raise TrainingDiverged('parameter %s became NaN/inf at iteration %d: %s; lower --lr '
-                                   'and rerun with a new --run-dir'
-                                   % (bad[0], self.iteration, self._kept()))
+            raise TrainingDiverged('parameter %s became NaN/inf at iteration %d: %s; %s'
+                                   % (bad[0], self.iteration, self._kept(), self._advice()))
         checkpoint.save(checkpoint.path(self.run.run_dir, which), dict(
             state, iteration=self.iteration, meter=self.meter.state(), best=self.best,
             elapsed=self.now(), config=self.cfg.to_dict(),
+            data=data_fingerprint(self.run.data),
             rng={'seed': self.cfg.run.seed, 'reseeded_at': self.iteration}))
 
     def _summary(self):
@@ -328,6 +404,7 @@ class Loop:
             last = (tests[-1]['test_err'], tests[-1]['iteration']) if tests else (None, None)
         summary = dict(iteration=self.iteration, final_test_err=last[0],
                        best_test_err=self.best[0], best_iteration=self.best[1],
+                       selected_on='val' if run.data.num_val else 'test',
                        run_dir=run.run_dir, writer=run.writer, rank=run.rank)
         summary.update(self.backend.finish(run.run_dir, self.iteration))
         if run.writer:
@@ -337,14 +414,60 @@ class Loop:
         return summary
 
 
+def divergence_cause(optim, iteration):
+    """The recipe setting most likely to have made the loss diverge at `iteration`."""
+    if optim.momentum >= 0.99:
+        return 'the momentum (--momentum %g) is the likely cause: lower it (paper: 0.9)' % (
+            optim.momentum)
+    if optim.warmup_iters and iteration <= optim.warmup_iters:
+        return ('it diverged during the warm-up at --warmup-lr %g: lower --warmup-lr'
+                % optim.warmup_lr)
+    if not optim.warmup_iters and iteration <= 2000:
+        return ('it diverged early at --lr %g without a warm-up: add one (--warmup-iters 400 '
+                '--warmup-lr 0.01, the paper\'s for ResNet-110) or lower --lr' % optim.lr)
+    return 'the learning rate (--lr %g) is the likely cause: lower it' % optim.lr
+
+
+def data_fingerprint(data):
+    """What identifies the data a checkpoint was trained on, beyond the dataset's name:
+    its sizes and per-channel statistics (another --data-dir with other files shows)."""
+    return dict(classes=data.classes, num_train=data.num_train, num_val=data.num_val,
+                num_test=data.num_test, mean=[round(float(m), 6) for m in data.mean],
+                std=[round(float(v), 6) for v in data.std])
+
+
+def check_resumed_data(saved, cfg, data, echo):
+    """Resuming on other data files is reported; on other data (sizes or statistics that
+    differ from the checkpoint's) refused: the batches would not be the run's."""
+    then, now = saved.get('data'), data_fingerprint(data)
+    old_dir = saved['config']['data'].get('data_dir')
+    if then is not None and then != now:
+        differ = ', '.join(k for k in now if then.get(k) != now[k])
+        raise checkpoint.CheckpointError(
+            'the run was trained on other data than --data-dir %s holds (%s differ): rerun with '
+            'its own --data-dir %s, or start afresh with --restart'
+            % (cfg.data.data_dir, differ, old_dir))
+    if old_dir != cfg.data.data_dir:
+        echo('note: resuming with --data-dir %s; the run was trained with --data-dir %s (same '
+             'dataset name, sizes and statistics)' % (cfg.data.data_dir, old_dir))
+
+
 def fit(cfg, progress=True, echo=print):
-    """Train (or resume) the run `cfg` describes with the Gluon backend; returns a summary."""
+    """Train (or resume) the run `cfg` describes with the Gluon backend; returns a summary.
+    --restart moves an earlier run in the run dir aside instead of resuming it."""
     run = Run(cfg)
     with run.closed_on_error():
-        saved = checkpoint.resume_state(cfg, run.writer, run.max_iters)
+        restart = getattr(cfg.run, 'restart', False)
+        saved = None if restart else checkpoint.resume_state(cfg, run.writer, run.max_iters)
+        if saved:
+            check_resumed_data(saved, cfg, run.data, echo)
         backend = GluonBackend(run, saved)
+        if restart and run.writer:
+            moved = rundir.move_aside(run.run_dir, run.owner)
+            if moved:
+                echo('restart: the earlier contents of %s are now in %s' % (run.run_dir, moved))
     if saved:
         echo('resuming %s at iteration %d of %d' % (run.run_dir, saved['iteration'], run.max_iters))
-    summary = Loop(run, backend, saved, progress).train()
+    summary = Loop(run, backend, saved, progress, echo).train()
     summary['resumed'] = saved is not None
     return summary

@@ -9,3 +9,9 @@ class UserError(ValueError):
 class TrainingDiverged(RuntimeError):
     """The loss or the weights became NaN/inf; the last good checkpoint is kept (exit 3)."""
     exit_code = 3
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) during training; the message says what is kept and how to resume
+    (exit 130)."""
+    exit_code = 130

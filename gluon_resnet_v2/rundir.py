@@ -36,22 +36,41 @@ class Ownership:
     def __init__(self, run_dir):
         self.run_dir, self.path, self._fd = run_dir, os.path.join(run_dir, LOCK), None
 
-    def acquire(self):
-        os.makedirs(self.run_dir, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o664)
+    @property
+    def held(self):
+        return self._fd is not None
+
+    def acquire(self, create=True):
+        """Take the lock, or raise RunDirBusy naming the holder, and write who holds it.
+        create=False takes it only where run.lock exists already (a run dir used before)
+        and writes nothing: a busy directory is refused before any work is done, and a
+        refused command leaves the directory as it was. Returns whether the lock is held."""
+        if self.held:
+            return True
+        if create:
+            os.makedirs(self.run_dir, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_RDWR | (os.O_CREAT if create else 0), 0o664)
+        except FileNotFoundError:
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            who = read_holder(self.path)
             raise RunDirBusy('run dir %s is in use by %s: wait for it to finish, stop it, or '
-                             'choose another --run-dir' % (self.run_dir, describe(who))) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
-                                     command=' '.join(sys.argv), started=time.time())).encode())
-        os.fsync(fd)
+                             'choose another --run-dir'
+                             % (self.run_dir, describe(read_holder(self.path)))) from None
         self._fd = fd
-        return self
+        if create:
+            self.claim()
+        return True
+
+    def claim(self):
+        """Write who holds the lock into run.lock (the lock must be held)."""
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
+                                            command=' '.join(sys.argv),
+                                            started=time.time())).encode(), 0)
 
     def release(self):
         if self._fd is not None:
@@ -60,7 +79,8 @@ class Ownership:
             self._fd = None
 
     def __enter__(self):
-        return self.acquire()
+        self.acquire()
+        return self
 
     def __exit__(self, *exc):
         self.release()
@@ -126,3 +146,20 @@ def state(run_dir):
     if status and status['state'] == 'running' and holder(run_dir) is None:
         status = dict(status, state='interrupted')
     return status
+
+
+def move_aside(run_dir, owner=None):
+    """--restart: rename a run dir that holds anything to `<run_dir>.old-<time>` (nothing is
+    deleted) and give up its lock, so the run starts in a fresh directory; returns the
+    new name, or None when there was nothing to move."""
+    if not os.path.isdir(run_dir) or not os.listdir(run_dir):
+        return None
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    target, n = '%s.old-%s' % (run_dir.rstrip(os.sep), stamp), 1
+    while os.path.exists(target):
+        n += 1
+        target = '%s.old-%s-%d' % (run_dir.rstrip(os.sep), stamp, n)
+    os.rename(run_dir, target)
+    if owner is not None:
+        owner.release()
+    return target

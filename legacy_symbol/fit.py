@@ -140,7 +140,7 @@ class ModuleBackend(Backend):
             arg_params, aux_params = self.mod.get_params()     # averaged over the devices
             self.mod.set_params(arg_params, aux_params)        # and copied back to each
 
-    def evaluate(self):
+    def evaluate(self, split='test'):
         """Inference-mode forwards of the training bind; the last batch padded to its shape."""
         size = self.run.local_batch
 
@@ -152,7 +152,7 @@ class ModuleBackend(Backend):
             prob = self.mod.get_outputs()[0][:n]
             label = mx.nd.array(y, ctx=prob.context, dtype='float32')
             return [(cross_entropy(prob, label), prob, label)]
-        with self.run.data.test_batches(size) as batches:
+        with self.run.data.eval_batches(split, size) as batches:
             return score(batches, predict, self.output_ctxs())[:2]
 
     def write_files(self, run_dir):

@@ -70,7 +70,7 @@ class ScriptedBackend(engine.Backend):
     def sync_statistics(self):
         self.synced += 1
 
-    def evaluate(self):
+    def evaluate(self, split='test'):
         return 0.5, self.test_errors.pop(0)
 
     def state(self):
@@ -128,8 +128,8 @@ def test_a_diverged_loss_stops_at_the_next_log_point(tmp_path):
     losses = SCRIPT['losses'][:6] + [float('nan')] * 4
     loop, backend = scripted_loop(toy_cfg(tmp_path, eval_interval=0), test_errors=[0.5],
                                   losses=losses, wrong=SCRIPT['wrong'])
-    with pytest.raises(TrainingDiverged, match='loss became nan at iteration 9: the run stopped, '
-                                               'its last good checkpoint is kept'):
+    with pytest.raises(TrainingDiverged, match='loss became nan at iteration 9: the run stopped; '
+                                               'its last good checkpoint .iteration 5. is kept'):
         loop.train()
     assert checkpoint.load(checkpoint.path(tmp_path, 'latest'))['iteration'] == 5
     assert [r['iteration'] for r in read_log(tmp_path)] == [3, 6]

@@ -28,27 +28,31 @@ class DatasetSpec:
     uses_data_dir: bool = True
 
 
+def _common(cfg):
+    """Loader arguments every dataset takes from a DataConfig."""
+    return dict(subset=cfg.subset, num_workers=cfg.num_workers,
+                val_size=getattr(cfg, 'val_size', None))
+
+
 def _cifar(cfg, data_dir):
     from .cifar import load_cifar
-    return load_cifar(cfg.dataset, data_dir, cfg.download, pad=cfg.pad, subset=cfg.subset,
-                      num_workers=cfg.num_workers)
+    return load_cifar(cfg.dataset, data_dir, cfg.download, pad=cfg.pad, **_common(cfg))
 
 
 def _sample(cfg, data_dir):
     from .folder import load_sample
-    return load_sample(pad=cfg.pad, subset=cfg.subset, num_workers=cfg.num_workers)
+    return load_sample(pad=cfg.pad, **_common(cfg))
 
 
 def _folder(cfg, data_dir):
     from .folder import load_folder
-    return load_folder('folder', data_dir, pad=cfg.pad, subset=cfg.subset,
-                       num_workers=cfg.num_workers)
+    return load_folder('folder', data_dir, pad=cfg.pad, **_common(cfg))
 
 
 def _imagenet(cfg, data_dir):
     from .imagenet import RecordData         # imports mxnet: only when asked for
     return RecordData(data_dir, crop_size=cfg.crop_size, test_crop=cfg.test_crop,
-                      subset=cfg.subset, num_workers=cfg.num_workers)
+                      **_common(cfg))
 
 
 PAD_CROP_FLIP = 'zero-pad --pad, random crop to the image size, horizontal flip'

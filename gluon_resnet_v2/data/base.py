@@ -1,8 +1,9 @@
 """The dataset interface the trainer consumes, and its in-memory implementation.
 
 Every dataset is a `BatchSource`: `train_batches(batch_size, seed, epoch, start)` yields
-the batches [start, steps) of one epoch, `test_batches(batch_size)` the whole test split
-in order. Subclasses provide only how to build one batch from image indices.
+the batches [start, steps) of one epoch, `eval_batches(split, batch_size)` the whole test
+split (or the validation split held out of the training images with --val-size) in
+order. Subclasses provide only how to build one batch from image indices.
 """
 import numpy as np
 
@@ -22,11 +23,12 @@ class DataError(UserError):
 class BatchSource:
     """Batch scheduling shared by all datasets (see loader.py for the RNG contract).
 
-    Subclasses set classes, num_train, num_test, mean, std, num_workers and implement
-    `_train_batch(indices, rng)` and `_test_batch(indices)`, each returning (x, y):
-    x float32 NCHW normalised, y int32.
+    Subclasses set classes, num_train, num_test, num_val, mean, std, num_workers and
+    implement `_train_batch(indices, rng)` and `_eval_batch(split, indices)` ('test' or
+    'val'), each returning (x, y): x float32 NCHW normalised, y int32.
     """
     name = 'dataset'
+    num_val = 0            # images held out of the training split for validation
 
     def __init__(self, num_workers):
         self.num_workers = num_workers
@@ -56,15 +58,18 @@ class BatchSource:
                                      batch_rng(seed, epoch, b))
         return self._iterators.start(make, range(start, steps), self.num_workers)
 
-    def test_batches(self, batch_size):
-        """The test split in its fixed order; the last batch may be partial."""
+    def eval_batches(self, split, batch_size):
+        """The 'test' or 'val' split in its fixed order; the last batch may be partial."""
         if batch_size < 1:
             raise DataError('batch size must be >= 1, got %d: pass a positive --batch-size'
                             % batch_size)
-        starts = range(0, self.num_test, batch_size)
+        size = {'test': self.num_test, 'val': self.num_val}[split]
         return self._iterators.start(
-            lambda s: self._test_batch(np.arange(s, min(s + batch_size, self.num_test))),
-            starts, self.num_workers)
+            lambda s: self._eval_batch(split, np.arange(s, min(s + batch_size, size))),
+            range(0, size, batch_size), self.num_workers)
+
+    def test_batches(self, batch_size):
+        return self.eval_batches('test', batch_size)
 
     def close(self):
         """Stop the workers of every iterator still open."""
@@ -79,6 +84,16 @@ class BatchSource:
     def __repr__(self):
         return ('%s(%s: %d classes, %d train, %d test images)'
                 % (type(self).__name__, self.name, self.classes, self.num_train, self.num_test))
+
+
+def check_val_size(val_size, available, name):
+    """The number of training images held out for validation (0 without --val-size)."""
+    if not val_size:
+        return 0
+    if val_size >= available:
+        raise DataError('--val-size %d leaves none of the %d training images of %s to train on: '
+                        'lower --val-size' % (val_size, available, name))
+    return val_size
 
 
 def check_subset(subset, available, name):
@@ -96,15 +111,22 @@ class InMemoryData(BatchSource):
 
     `train` and `test` are (images, labels) pairs; `names` optional file-name lists.
 
-    Mean and std are measured over the full training split (before --subset) so that a
-    quick subset run normalises exactly like the full run. Training batches get the
-    paper's pad/crop/flip; test batches are only normalised.
+    With `val_size` N, the last N training images are the validation split (deterministic,
+    the same for every seed). Mean and std are measured over the training images (without
+    the validation split, before --subset) so that a quick subset run normalises exactly
+    like the full run. Training batches get the paper's pad/crop/flip; validation and test
+    batches are only normalised.
     """
 
     def __init__(self, name, train, test, classes, pad=4, subset=None, num_workers=0,
-                 class_names=None, names=(None, None)):
+                 class_names=None, names=(None, None), val_size=None):
         super().__init__(num_workers)
         (train_x, train_y), (test_x, test_y) = train, test
+        self.num_val = check_val_size(val_size, len(train_x), name)
+        cut = len(train_x) - self.num_val
+        self.val_x, self.val_y = train_x[cut:], np.asarray(train_y[cut:], np.int32)
+        train_x, train_y = train_x[:cut], train_y[:cut]
+        names = (names[0][:cut] if names[0] is not None else None, names[1])
         self.name = name
         self.classes = int(classes)
         self.class_names = list(class_names) if class_names is not None else None
@@ -122,6 +144,6 @@ class InMemoryData(BatchSource):
         images = augment.augment_cifar(self.train_x[indices], self.pad, rng)
         return augment.normalize(images, self.mean, self.std), self.train_y[indices]
 
-    def _test_batch(self, indices):
-        return (augment.normalize(self.test_x[indices], self.mean, self.std),
-                self.test_y[indices])
+    def _eval_batch(self, split, indices):
+        x, y = (self.test_x, self.test_y) if split == 'test' else (self.val_x, self.val_y)
+        return augment.normalize(x[indices], self.mean, self.std), y[indices]

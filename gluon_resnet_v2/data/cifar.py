@@ -49,7 +49,8 @@ SOURCES = {
 }
 
 
-def load_cifar(name, data_dir, download_missing=False, pad=4, subset=None, num_workers=0):
+def load_cifar(name, data_dir, download_missing=False, pad=4, subset=None, num_workers=0,
+               val_size=None):
     """The CIFAR dataset `name` ('cifar10' | 'cifar100') as an InMemoryData."""
     src = SOURCES[name]
     folder = locate(src, name, data_dir, download_missing)
@@ -63,7 +64,7 @@ def load_cifar(name, data_dir, download_missing=False, pad=4, subset=None, num_w
     class_names = [n.decode() for n in _load(folder, src.meta_file, src, name)[src.names_key]]
     return InMemoryData(name, train[:2], test[:2], src.classes, pad=pad, subset=subset,
                         num_workers=num_workers, class_names=class_names,
-                        names=(train[2], test[2]))
+                        names=(train[2], test[2]), val_size=val_size)
 
 
 def locate(src, name, data_dir, download_missing):

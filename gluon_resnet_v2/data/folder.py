@@ -23,7 +23,7 @@ SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cifar10_sampl
 LAYOUT = 'lay images out as train/<class>/* and test/<class>/* (or a .tar/.tar.gz of that)'
 
 
-def load_folder(name, path, pad=4, subset=None, num_workers=0):
+def load_folder(name, path, pad=4, subset=None, num_workers=0, val_size=None):
     """An image-folder dataset from the folder or tar archive `path`, as InMemoryData."""
     entries = read_entries(path, name)
     classes = sorted({cls for split, cls, _, _ in entries if split == 'train'})
@@ -41,15 +41,15 @@ def load_folder(name, path, pad=4, subset=None, num_workers=0):
     _check_one_size(splits, name)
     return InMemoryData(name, splits[0][:2], splits[1][:2], len(classes), pad=pad,
                         subset=subset, num_workers=num_workers, class_names=classes,
-                        names=(splits[0][2], splits[1][2]))
+                        names=(splits[0][2], splits[1][2]), val_size=val_size)
 
 
-def load_sample(pad=4, subset=None, num_workers=0):
+def load_sample(pad=4, subset=None, num_workers=0, val_size=None):
     """The embedded 6,000-image CIFAR-10 sample (see SAMPLE.md)."""
     if not os.path.isfile(SAMPLE):
         raise DataError('cifar10-sample: the embedded sample %s is missing: reinstall the '
                         'package or rebuild it with scripts/make_cifar_sample.py' % SAMPLE)
-    return load_folder('cifar10-sample', SAMPLE, pad, subset, num_workers)
+    return load_folder('cifar10-sample', SAMPLE, pad, subset, num_workers, val_size)
 
 
 def read_entries(path, name):

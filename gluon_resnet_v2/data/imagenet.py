@@ -15,7 +15,7 @@ import mxnet as mx
 import numpy as np
 
 from . import augment
-from .base import BatchSource, DataError, check_subset
+from .base import BatchSource, DataError, check_subset, check_val_size
 
 # Reading every header of a 1.28M-record train.rec costs a disk seek each; past this many
 # records only val.rec (small) is read and the ImageNet class count assumed.
@@ -96,7 +96,8 @@ class RecordData(BatchSource):
     """ImageNet-style RecordIO dataset; normalised with the standard ImageNet statistics."""
     name = 'imagenet'
 
-    def __init__(self, data_dir, crop_size=224, test_crop=224, subset=None, num_workers=0):
+    def __init__(self, data_dir, crop_size=224, test_crop=224, subset=None, num_workers=0,
+                 val_size=None):
         super().__init__(num_workers)
         if not os.path.isdir(data_dir):
             raise DataError('imagenet: data dir %s does not exist: %s' % (data_dir, IM2REC))
@@ -106,7 +107,10 @@ class RecordData(BatchSource):
         self.mean, self.std = augment.IMAGENET_MEAN, augment.IMAGENET_STD
         self.classes = self._count_classes()
         self.class_names = None
-        self.num_train = check_subset(subset, len(self._train), self.name)
+        # --val-size N: the last N training records, viewed as test images are
+        self.num_val = check_val_size(val_size, len(self._train), self.name)
+        self._val_start = len(self._train) - self.num_val
+        self.num_train = check_subset(subset, self._val_start, self.name)
         self.num_test = len(self._val)
 
     def _count_classes(self):
@@ -136,8 +140,9 @@ class RecordData(BatchSource):
         return self._batch(self._train, indices,
                            lambda im: augment.random_resized_crop(im, self.crop_size, rng))
 
-    def _test_batch(self, indices):
-        return self._batch(self._val, indices,
+    def _eval_batch(self, split, indices):
+        source, offset = (self._val, 0) if split == 'test' else (self._train, self._val_start)
+        return self._batch(source, indices + offset,
                            lambda im: augment.resize_center_crop(im, self.test_crop))
 
     def close(self):
