@@ -433,7 +433,8 @@ def data_fingerprint(data):
     its sizes and per-channel statistics (another --data-dir with other files shows)."""
     return dict(classes=data.classes, num_train=data.num_train, num_val=data.num_val,
                 num_test=data.num_test, mean=[round(float(m), 6) for m in data.mean],
-                std=[round(float(v), 6) for v in data.std])
+                std=[round(float(v), 6) for v in data.std],
+                class_names=list(data.class_names) if data.class_names else None)
 
 
 def check_resumed_data(saved, cfg, data, echo):

@@ -228,6 +228,39 @@ def test_evaluate_and_export_reproduce_the_run(e2e_run, capsys, tmp_path):
     assert code == 2 and 'nothing was overwritten' in err
 
 
+def test_export_carries_its_preprocessing_and_reproduces_evaluate_from_raw_pixels(
+        e2e_run, capsys, tmp_path):
+    """The exported files alone, fed raw uint8 test images normalised as preprocess.json
+    says, give the logits of the run's network and the error `evaluate` reports."""
+    from gluon_resnet_v2 import evaluate, export
+    from gluon_resnet_v2.data import build_data
+    run_dir, _ = e2e_run
+    prefix = tmp_path / 'm'
+    code, out, err = run_cli(['--run-dir', run_dir, '--out', prefix], capsys, export.main)
+    assert code == 0 and 'checkpoint-latest.pkl, iteration 16' in out, err
+    prep = json.loads((tmp_path / 'm-preprocess.json').read_text())
+    assert prep['source'] == dict(checkpoint='checkpoint-latest.pkl', iteration=16,
+                                  selected_on=None)
+    assert prep['classes'] == 10 and len(prep['class_names']) == 10
+    code, out, err = run_cli(['--run-dir', run_dir, '--batch-size', '1000', '--json'], capsys,
+                             evaluate.main)
+    assert code == 0, err
+    reported = json.loads(out)
+    assert (reported['checkpoint'], reported['iteration']) == ('checkpoint-latest.pkl', 16)
+    sym = gluon.SymbolBlock.imports(str(prefix) + '-symbol.json', ['data'],
+                                    str(prefix) + '-0000.params')
+    cfg, params = evaluate.load_run(str(run_dir), 'latest', dict(num_workers=0))
+    with build_data(cfg.data) as data:
+        raw, labels = data.test_x, data.test_y              # uint8 NHWC RGB, as decoded
+        net = evaluate.restore_net(cfg, params, [mx.cpu()], data.classes)
+        ours = np.concatenate([net(mx.nd.array(x)).asnumpy() for x, _ in data.test_batches(1000)])
+    spec = prep['input']
+    x = (raw * spec['scale'] - np.array(spec['mean'])) / np.array(spec['std'])
+    logits = sym(mx.nd.array(x.transpose(0, 3, 1, 2).astype(np.float32))).asnumpy()
+    np.testing.assert_allclose(logits, ours, rtol=1e-4, atol=1e-4)
+    assert np.mean(logits.argmax(1) != labels) == pytest.approx(reported['top1_err'])
+
+
 # ------------------------------------------------------------------ exact resume
 
 def wait_for(predicate, proc, timeout=240):

@@ -2,5 +2,12 @@
 from gluon_resnet_v2.cli import main_wrapper
 from legacy_symbol.compare.cli import cli
 
-if __name__ == '__main__':
+
+
+def run():
+    """The console entry point (grv-compare)."""
     main_wrapper(cli)()
+
+
+if __name__ == '__main__':
+    run()
