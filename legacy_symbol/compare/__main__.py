@@ -3,7 +3,6 @@ from gluon_resnet_v2.cli import main_wrapper
 from legacy_symbol.compare.cli import cli
 
 
-
 def run():
     """The console entry point (grv-compare)."""
     main_wrapper(cli)()
