@@ -7,6 +7,8 @@ MXNET_BACKWARD_DO_MIRROR when a Module binds) sets it with `scoped` around that 
 """
 import contextlib
 import os
+import sys
+import tempfile
 
 
 @contextlib.contextmanager
@@ -38,9 +40,37 @@ def command_line_defaults():
     pool at import and, with OMP_NUM_THREADS unset, uses half the cores (measured 0.64x
     the speed on 2 cores). A value the user set stands."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    return {'OMP_NUM_THREADS': str(cores or 1)}
+    # MXNET_SUBGRAPH_VERBOSE=0: no "Subgraph backend MKLDNN is activated" line per bind
+    return {'OMP_NUM_THREADS': str(cores or 1), 'MXNET_SUBGRAPH_VERBOSE': '0'}
 
 
 def command_line():
     """The scope a command-line entry point runs in."""
     return scoped(defaults=command_line_defaults())
+
+
+# What MXNet 1.9.1's graph executor prints at every bind with MXNET_SUBGRAPH_BACKEND=NONE,
+# an unconditional LOG(INFO) that no variable silences (graph_executor.cc:60)
+NONE_BACKEND_LINE = 'subgraph backend is not in use'
+
+
+@contextlib.contextmanager
+def native_log_without(*markers):
+    """Inside the block, what is written to file descriptor 2 (MXNet's C++ log, and
+    Python's stderr) is held back; afterwards every line passes through but those
+    holding one of `markers`. For short calls only (a bind): held lines appear late."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors='replace').splitlines(True):
+                if not any(m in line for m in markers):
+                    sys.stderr.write(line)
+            sys.stderr.flush()

@@ -76,7 +76,8 @@ def bind_module(symbol, ctxs, batch, input_shape, policy=None, for_training=True
     needs (the exact subgraph backend; mirroring as `policy` says, legacy_symbol.mirror).
     Returns (module, mirror plan or None). Every Module set-up of the project is this."""
     shapes = {'data': (batch,) + tuple(input_shape), 'softmax_label': (batch,)}
-    with environ.scoped(defaults=EXACT_BACKEND):     # the planning binds see it too
+    with environ.scoped(defaults=EXACT_BACKEND), \
+            environ.native_log_without(environ.NONE_BACKEND_LINE):   # planning binds too
         # the executor recomputes in backward the ops mirror.py marks (policy None: none)
         symbol, plan = mirroring.apply(symbol, shapes, policy)
         mod = mx.mod.Module(symbol, data_names=['data'], label_names=['softmax_label'],

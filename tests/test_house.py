@@ -52,7 +52,8 @@ print(json.dumps({"mxnet": "mxnet" in sys.modules, "pyplot": "matplotlib.pyplot"
     ['gluon_resnet_v2', 'gluon_resnet_v2.config', 'gluon_resnet_v2.runlog',
      'gluon_resnet_v2.plotting', 'gluon_resnet_v2.cli', 'gluon_resnet_v2.models',
      'gluon_resnet_v2.data', 'gluon_resnet_v2.train', 'gluon_resnet_v2.evaluate',
-     'gluon_resnet_v2.export', 'legacy_symbol.train', 'legacy_symbol.compare.cli']])
+     'gluon_resnet_v2.export', 'gluon_resnet_v2.runs', 'legacy_symbol.train',
+     'legacy_symbol.compare.cli']])
 def test_importing_loads_no_mxnet_nor_pyplot_and_sets_no_variable(modules):
     import json
     env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
@@ -64,7 +65,8 @@ def test_importing_loads_no_mxnet_nor_pyplot_and_sets_no_variable(modules):
 
 @pytest.mark.parametrize('command', ['gluon_resnet_v2.train', 'gluon_resnet_v2.evaluate',
                                      'gluon_resnet_v2.export', 'gluon_resnet_v2.plotting',
-                                     'legacy_symbol.train', 'legacy_symbol.compare'])
+                                     'gluon_resnet_v2.runs', 'legacy_symbol.train',
+                                     'legacy_symbol.compare'])
 def test_help_answers_without_loading_mxnet(command):
     code = ('import runpy, sys; sys.argv = ["x", "--help"]\n'
             'try:\n    runpy.run_module(%r, run_name="__main__")\n'
@@ -117,3 +119,19 @@ def test_command_line_sets_the_thread_count_only_when_unset(monkeypatch):
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
     with environ.command_line():
         assert os.environ['OMP_NUM_THREADS'] == '1'
+
+
+def test_native_log_without_drops_only_the_marked_lines(capfd):
+    with environ.native_log_without('drop me'):
+        os.write(2, b'keep this\ndrop me please\nand this\n')
+    assert capfd.readouterr().err == 'keep this\nand this\n'
+
+
+def test_module_binds_leave_no_mxnet_log_noise(capfd, monkeypatch):
+    """MXNet 1.9.1 logs 'MXNET_SUBGRAPH_BACKEND=NONE is detected, subgraph backend is not in
+    use' at every bind with that variable; the Module set-up drops that line."""
+    import mxnet as mx
+    from legacy_symbol import fit, paper
+    monkeypatch.delenv('MXNET_SUBGRAPH_BACKEND', raising=False)
+    fit.bind_module(paper.get_training_symbol('cifar_resnet20_v2'), [mx.cpu()], 2, (3, 32, 32))
+    assert environ.NONE_BACKEND_LINE not in capfd.readouterr().err

@@ -15,6 +15,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 import gluon_resnet_v2 as grv
+from gluon_resnet_v2 import environ
 
 from gluon_resnet_v2.models import FAMILIES, registry
 
@@ -145,7 +146,8 @@ def _bound_module(sym, setup, x, dtype, labels):
     label_shapes = [mx.io.DataDesc('softmax_label', (x.shape[0],), dtype)] if labels else None
     mod = mx.mod.Module(sym, data_names=['data'], label_names=['softmax_label'] if labels else None,
                         context=mx.cpu())
-    mod.bind([mx.io.DataDesc('data', x.shape, dtype)], label_shapes, for_training=True)
+    with environ.native_log_without(environ.NONE_BACKEND_LINE):
+        mod.bind([mx.io.DataDesc('data', x.shape, dtype)], label_shapes, for_training=True)
     mod.set_params(_nd(setup.args, dtype), _nd(setup.aux, dtype))   # raises on a name mismatch
     return mod
 
@@ -166,7 +168,8 @@ def nograd_run(setup, x, dtype, train):
     """The deployment path (`Module.predict`): bound with for_training=False. Without
     gradients MXNet applies its inference-only graph rewrites (MKLDNN's conv+BN folding)."""
     mod = mx.mod.Module(setup.logits, data_names=['data'], label_names=None, context=mx.cpu())
-    mod.bind([mx.io.DataDesc('data', x.shape, dtype)], for_training=False)
+    with environ.native_log_without(environ.NONE_BACKEND_LINE):
+        mod.bind([mx.io.DataDesc('data', x.shape, dtype)], for_training=False)
     mod.set_params(_nd(setup.args, dtype), _nd(setup.aux, dtype))
     out = {}
     for key, is_train in (('bind_inference', False), ('bind_train', True))[:2 if train else 1]:
@@ -203,7 +206,10 @@ def run_default_backend(jobs, tmp):
         np.savez(os.path.join(d, 'inputs.npz'), x=s.x, y=s.y, **head,
                  **{'arg:' + k: v for k, v in s.args.items()},
                  **{'aux:' + k: v for k, v in s.aux.items()})
-    env = {k: v for k, v in os.environ.items() if k != 'MXNET_SUBGRAPH_BACKEND'}
+    # the default backend, and its 'Subgraph backend MKLDNN is activated' line (the proof
+    # it ran) not silenced
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('MXNET_SUBGRAPH_BACKEND', 'MXNET_SUBGRAPH_VERBOSE')}
     paths, log = child.run_logged('legacy_symbol.compare.sides:default_backend_worker',
                                   {'workdir': tmp}, env)
     return [_load_result(p) for p in paths], log
