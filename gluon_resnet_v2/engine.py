@@ -458,7 +458,7 @@ def fit(cfg, progress=True, echo=print):
     --restart moves an earlier run in the run dir aside instead of resuming it."""
     run = Run(cfg)
     with run.closed_on_error():
-        restart = getattr(cfg.run, 'restart', False)
+        restart = cfg.run.restart
         saved = None if restart else checkpoint.resume_state(cfg, run.writer, run.max_iters)
         if saved:
             check_resumed_data(saved, cfg, run.data, echo)

@@ -30,8 +30,7 @@ class DatasetSpec:
 
 def _common(cfg):
     """Loader arguments every dataset takes from a DataConfig."""
-    return dict(subset=cfg.subset, num_workers=cfg.num_workers,
-                val_size=getattr(cfg, 'val_size', None))
+    return dict(subset=cfg.subset, num_workers=cfg.num_workers, val_size=cfg.val_size)
 
 
 def _cifar(cfg, data_dir):
