@@ -207,8 +207,8 @@ class OptimConfig(Section):
             raise ConfigError('--warmup-lr %g must be in (0, --lr %g]: lower --warmup-lr or pass '
                               '--warmup-iters 0' % (self.warmup_lr, self.lr))
         if list(self.lr_steps) != sorted(set(self.lr_steps)):
-            raise ConfigError('--lr-steps must be increasing positive iterations, e.g. 32000,48000; '
-                              'got %s' % ','.join(map(str, self.lr_steps)))
+            raise ConfigError('--lr-steps must be increasing positive iterations, e.g. '
+                              '32000,48000; got %s' % ','.join(map(str, self.lr_steps)))
 
     def total_iters(self, steps_per_epoch):
         """The run's length in iterations: --epochs if given, else --max-iters."""
@@ -295,9 +295,9 @@ def typed(key, kind, value):
         return float(value) if base is float else value
     if base not in KINDS:              # a type this check does not know: the dataclass's job
         return value
+    got = 'null' if value is None else '%r (%s)' % (value, type(value).__name__)
     raise ConfigError('config key %s is %s, expected %s: fix the config file'
-                      % (key, 'null' if value is None else '%r (%s)' % (value, type(value).__name__),
-                         KINDS[base]))
+                      % (key, got, KINDS[base]))
 
 
 def _is(kind, value):
