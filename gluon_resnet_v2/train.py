@@ -6,12 +6,13 @@
     python -m gluon_resnet_v2.train --config run.yaml --lr 0.05      # flags override the file
 
 Every option mirrors a field of config.py; rerunning the same command continues the run
-from its latest checkpoint. Exit codes: 0 done, 2 bad input (one-line message, nothing
-overwritten), 3 the loss diverged (last good checkpoint kept), 130 interrupted.
+from its latest checkpoint. A `--config` file is a template: it never sets --run-dir (nor
+--resume, --restart). Exit codes: 0 done, 2 bad input (one-line message, nothing written
+or overwritten), 3 the loss diverged (last good checkpoint kept), 130 interrupted.
 """
 import click
 
-from .cli import build_config, config_options, main_wrapper
+from .cli import build_config, check_output_dir, config_options, main_wrapper
 
 
 @click.command(context_settings={'max_content_width': 120})
@@ -20,6 +21,7 @@ def main(config_file, **values):
     """Train (or resume) one run; options default to the paper's CIFAR recipe."""
     from .engine import fit
     cfg = build_config(config_file, values)
+    check_output_dir(cfg.run.run_dir, '--run-dir')
     summary = fit(cfg)
     click.echo(summary_line(summary))
     return summary
@@ -37,5 +39,10 @@ def summary_line(s):
                s['best_iteration'], s['run_dir']))
 
 
-if __name__ == '__main__':
+def run():
+    """The console command (pyproject's [project.scripts]): as `python -m` runs it."""
     main_wrapper(main)()
+
+
+if __name__ == '__main__':
+    run()
