@@ -54,20 +54,41 @@ def plot_runs(runs, out_path, title=None):
 
 @click.command()
 @click.argument('runs', nargs=-1, required=True, type=click.Path(exists=True))
-@click.option('-o', '--out', default='curves.png', show_default=True, help='PNG to write')
+@click.option('-o', '--out', default='curves.png', show_default=True,
+              help='PNG file to write (its folder must exist)')
 @click.option('--title', default=None, help='figure title')
 def main(runs, out, title):
     """Overlay the curves of one or more run directories (or log.jsonl files)."""
+    from .cli import check_output_file
+    from .errors import UserError
+    check_output_file(out, '--out')
     labels = {}
     for r in runs:
         name = os.path.basename(os.path.normpath(r if os.path.isdir(r) else os.path.dirname(r)))
         labels[name if name not in labels else r] = r
+    if not any(_plottable(path) for path in runs):
+        raise UserError('no training loss or test error to plot in %s: pass run directories '
+                        '(or log.jsonl files) of runs that have logged' % ', '.join(runs))
+    click.echo(plot_runs(labels, out, title))
+
+
+def _plottable(path):
+    """Whether a run dir or log.jsonl holds a record to draw (damaged lines are skipped
+    quietly here: plot_runs warns about them); UserError if it cannot be read."""
+    from .errors import UserError
     try:
-        click.echo(plot_runs(labels, out, title))
-    except ValueError as e:
-        raise click.UsageError(str(e))
+        records = read_log(path, warn=None)
+    except OSError as e:
+        raise UserError('cannot read the log of %s (%s): pass a run directory or its '
+                        'log.jsonl' % (path, e.strerror or type(e).__name__))
+    return any(r.get(k) is not None for r in records for k in ('train_loss', 'test_err'))
+
+
+def run():
+    """The console command (pyproject's [project.scripts]): as `python -m` runs it."""
+    from .cli import main_wrapper
+    main_wrapper(main)()
 
 
 if __name__ == '__main__':
-    from .cli import main_wrapper
-    main_wrapper(main)()
+    run()
