@@ -29,7 +29,7 @@ from dataclasses import replace
 import click
 import numpy as np
 
-from gluon_resnet_v2.cli import build_config, config_options, load_yaml
+from gluon_resnet_v2.cli import build_config, check_output_dir, config_options, load_yaml
 from gluon_resnet_v2.errors import UserError
 
 from . import child
@@ -43,7 +43,8 @@ SIDES = ('gluon', 'module')
 HELP = """Train the same run with the Gluon engine and with mx.mod.Module; compare the weights.
 
 Takes the training options of `python -m gluon_resnet_v2.train`; defaults here, under a
---config file and the flags: %s. --run-dir and --resume do not apply (see --out).""" % ', '.join(
+--config file and the flags: %s. --run-dir, --resume and --restart do not apply (see
+--out).""" % ', '.join(
     '--%s %s' % (k.replace('_', '-'), v) for k, v in DEFAULTS.items())
 
 
@@ -58,8 +59,9 @@ Takes the training options of `python -m gluon_resnet_v2.train`; defaults here, 
                    'instead of its SoftmaxCrossEntropyLoss: isolates the loss layer')
 @config_options
 def train_cmd(out, mkldnn, same_head, config_file, **values):
-    if values.get('run_dir') or values.get('resume') is not None:
-        raise UserError('compare train writes its two runs into --out: drop --run-dir/--resume')
+    if values.get('run_dir') or values.get('resume') is not None or values.get('restart'):
+        raise UserError('compare train writes its two runs into --out: drop '
+                        '--run-dir/--resume/--restart')
     cfg = build_config(config_file, with_defaults(config_file, values))
     check_before_training(cfg, out)
     seconds = run_child(dict(config=cfg.to_dict(), same_head=same_head), out, mkldnn)
@@ -80,6 +82,7 @@ def check_before_training(cfg, out):
     """The cheap checks, in this process, before anything is written."""
     from gluon_resnet_v2.devices import contexts
     from gluon_resnet_v2.factory import check_model
+    check_output_dir(out, '--out')
     if os.path.isdir(out) and os.listdir(out):
         raise UserError('--out %s is not empty: choose a new folder (nothing was overwritten)'
                         % out)
@@ -94,6 +97,8 @@ def with_defaults(config_file, values):
     given = {k for k, v in values.items() if v is not None} | in_file
     if 'depth' in given:                 # --depth N picks the network: no default --model
         given.add('model')
+    if 'epochs' in given:                # --epochs N is the length: no default --max-iters
+        given.add('max_iters')
     return dict(values, **{k: v for k, v in DEFAULTS.items() if k not in given})
 
 
