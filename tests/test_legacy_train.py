@@ -134,31 +134,4 @@ def test_mirror_recomputes_in_backward_and_changes_nothing(tmp_path):
     assert all(np.array_equal(p[k], params[0][k]) for p in params[1:] for k in params[0])
 
 
-BAD_INPUT = {
-    'notes with model options': (['--net', 'notes', '--depth', '20'], 'drop --depth'),
-    'resume': (['--resume'], 'writes no checkpoints'),
-    'invalid depth': (['--depth', '9'], 'depth'),
-    'uneven split': (['--cpus', '3'], 'cannot be split evenly'),
-    'float16': (['--dtype', 'float16'], 'float32 only'),
-    'unknown net': (['--net', 'resnet'], "'resnet' is not one of"),
-    'non-empty run dir': (['--run-dir', '{used}'], 'is not empty'),
-    'mirror policy without --mirror': (['--mirror-policy', 'env'], 'add --mirror'),
-    'unknown mirror policy': (['--mirror', '--mirror-policy', 'all'], "'all' is not one of"),
-}
-
-
-@pytest.mark.parametrize('case', sorted(BAD_INPUT))
-def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, capsys):
-    args, words = BAD_INPUT[case]
-    used = tmp_path / 'used'
-    used.mkdir()
-    (used / 'log.jsonl').write_text('{}\n')
-    args = [a.format(used=used) for a in args]
-    if '--run-dir' not in args:
-        args += ['--run-dir', str(tmp_path / 'fresh')]
-    code, out, err = run_cli(QUICK + ['--max-iters', '2'] + args, capsys)
-    assert code == 2, (out, err)
-    assert len(err.strip().splitlines()) == 1 and err.startswith('error: ')
-    assert words in err, err
-    assert not (tmp_path / 'fresh').exists()
-    assert os.listdir(used) == ['log.jsonl'] and (used / 'log.jsonl').read_text() == '{}\n'
+# bad input (one line, exit 2, nothing written): tests/test_bad_input.py

@@ -335,78 +335,7 @@ def write_yaml(path, text):
     return path
 
 
-@pytest.fixture
-def finished_run(tmp_path, capsys):
-    run_dir = tmp_path / 'done'
-    code, _, err = run_cli(QUICK + ['--max-iters', '2', '--eval-interval', '0',
-                                    '--run-dir', run_dir], capsys)
-    assert code == 0, err
-    return run_dir
-
-
-BAD_INPUT = {
-    'unknown dataset': (['--dataset', 'mnist'], "'mnist' is not one of"),
-    'missing data': (['--dataset', 'cifar10', '--data-dir', '{tmp}/empty'], 'pass --download'),
-    'corrupt data': (['--dataset', 'cifar10', '--data-dir', '{tmp}/corrupt'], 'corrupt'),
-    'invalid depth': (['--depth', '111'], 'invalid CIFAR depth 111'),
-    'invalid variant': (['--shortcut', 'gated'], "'gated' is not one of"),
-    'invalid placement': (['--placement', 'post'], "'post' is not one of"),
-    'unknown model': (['--model', 'resnet9000_v2'], 'unknown model'),
-    'no gpu': (['--gpus', '0'], 'no CUDA support'),
-    'batch not divisible': (['--cpus', '3'], 'cannot be split evenly over 3 device'),
-    'float16 on cpu': (['--dtype', 'float16'], 'not supported on CPU'),
-    'kvstore None on 2 devices': (['--cpus', '2', '--kvstore', 'None'], 'does not aggregate'),
-    'dist without launcher': (['--kvstore', 'dist_sync'], 'needs a distributed launch'),
-    'bad lr steps': (['--lr-steps', '9,3'], '--lr-steps must be increasing'),
-    'warm-up above lr': (['--lr', '0.001'], '--warmup-lr 0.01 must be in (0, --lr 0.001]'),
-    'lr steps not numbers': (['--lr-steps', 'a,b'], 'comma-separated integers'),
-    'unknown option': (['--depht', '20'], 'No such option'),
-    'missing config': (['--config', '{tmp}/nope.yaml'], 'cannot read config file'),
-    'invalid yaml': (['--config', '{tmp}/bad.yaml'], 'not valid YAML'),
-    'unknown config key': (['--config', '{tmp}/unknown.yaml'], 'unknown model option(s) dept'),
-    'corrupt checkpoint': (['--run-dir', '{run}', '--max-iters', '4'], 'unreadable'),
-    'mismatched checkpoint': (['--run-dir', '{run}', '--depth', '14', '--max-iters', '4'],
-                              'model.depth = 8'),
-    'no-resume over a run': (['--run-dir', '{run}', '--no-resume'], 'already holds a run'),
-}
-
-
-@pytest.mark.parametrize('case', sorted(BAD_INPUT))
-def test_bad_input_one_line_exit_2_nothing_overwritten(case, tmp_path, capsys, request):
-    args, words = BAD_INPUT[case]
-    (tmp_path / 'empty').mkdir()
-    corrupt = tmp_path / 'corrupt' / 'cifar-10-batches-py'
-    corrupt.mkdir(parents=True)
-    for name in ['data_batch_%d' % i for i in range(1, 6)] + ['test_batch', 'batches.meta']:
-        (corrupt / name).write_bytes(b'not a pickle')
-    write_yaml(tmp_path / 'bad.yaml', 'model: [depth: 20\n')
-    write_yaml(tmp_path / 'unknown.yaml', 'model:\n  dept: 20\n')
-    run_dir = tmp_path / 'fresh'
-    if '{run}' in args:
-        run_dir = request.getfixturevalue('finished_run')
-        if case == 'corrupt checkpoint':
-            (run_dir / checkpoint.LATEST).write_bytes(b'\x80\x04truncated')
-    before = {p.name: p.read_bytes() for p in run_dir.iterdir()} if run_dir.exists() else {}
-    args = [a.format(tmp=tmp_path, run=run_dir) for a in args]
-    if '--run-dir' not in args:
-        args += ['--run-dir', str(run_dir)]
-    code, out, err = run_cli(QUICK + ['--max-iters', '2'] + args, capsys)
-    assert code == 2, (out, err)
-    assert len(err.strip().splitlines()) == 1 and err.startswith('error: ')
-    assert words in err, err
-    assert 'Traceback' not in err
-    after = {p.name: p.read_bytes() for p in run_dir.iterdir()} if run_dir.exists() else {}
-    assert after == before                            # nothing written, nothing overwritten
-
-
-def test_a_real_subprocess_error_has_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, '-m', 'gluon_resnet_v2.train', '--depth', '111',
-                           '--run-dir', str(tmp_path / 'r')], env=env1(), capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert 'invalid CIFAR depth 111' in proc.stderr and 'Traceback' not in proc.stderr
-    assert not (tmp_path / 'r').exists()
+# bad input (one line, exit 2, nothing written): tests/test_bad_input.py
 
 
 # ------------------------------------------------------------------ configuration
