@@ -21,7 +21,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from .config import frozen_fields
+from .config import Config, frozen_fields
 from .errors import UserError
 
 FORMAT = 'gluon-resnet-v2 checkpoint'
@@ -168,8 +168,11 @@ def resume_state(cfg, writer, max_iters):
 def check_same_config(saved, current, where):
     """Refuse to resume a checkpoint written with a different model/data/recipe/seed (the
     fields config.py declares frozen)."""
+    defaults = Config().to_dict()
     for section, key in frozen_fields():
-        old, new = saved.get(section, {}).get(key), current[section].get(key)
+        # a field the checkpoint predates had its default then
+        old = saved.get(section, {}).get(key, defaults[section][key])
+        new = current[section].get(key)
         if isinstance(old, list):
             old = tuple(old)
         if old != new:

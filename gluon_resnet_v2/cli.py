@@ -21,7 +21,7 @@ import yaml
 from . import environ
 from .config import (Config, ConfigError, field_default, field_sections, flag, sections,
                      template_fields)
-from .errors import TrainingDiverged, UserError
+from .errors import RunInterrupted, TrainingDiverged, UserError
 
 
 def split_ints(text):
@@ -229,8 +229,10 @@ def main_wrapper(command):
         try:
             with environ.command_line():
                 command.main(args=args, standalone_mode=False)
-        except click.exceptions.Abort:
-            click.echo('aborted', err=True)
+        except click.exceptions.Abort as e:
+            # Ctrl-C: a training run says what it keeps and how to resume (RunInterrupted)
+            cause = e.__cause__ if isinstance(e.__cause__, RunInterrupted) else None
+            click.echo(one_line(cause) if cause and str(cause) else 'aborted', err=True)
             sys.exit(130)
         except click.exceptions.NoSuchOption as e:
             click.echo('error: %s (see --help for the options)' % one_line(e.format_message()),

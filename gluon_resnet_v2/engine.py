@@ -37,7 +37,7 @@ from mxnet import gluon
 from . import checkpoint, he_init, rundir, runlog, schedule
 from .data import build_data, input_size
 from .devices import contexts
-from .errors import RunInterrupted, TrainingDiverged
+from .errors import RunInterrupted, TrainingDiverged, UserError
 from .factory import build_net, check_dtype, check_model, kvstore_setup
 from .steps import Meter, local_batch, reseed, score, sync_running_stats, train_step
 
@@ -71,6 +71,10 @@ class Run:
             self.local_batch = local_batch(self.batch, self.workers, len(self.ctxs))
             self.steps = self.data.steps_per_epoch(self.batch)
             self.max_iters = cfg.optim.total_iters(self.steps)
+            if cfg.optim.warmup_iters >= self.max_iters:
+                raise UserError('--warmup-iters %d is not shorter than the run (%d iterations): '
+                                'lower --warmup-iters (0 for none) or lengthen the run'
+                                % (cfg.optim.warmup_iters, self.max_iters))
 
     def input_size(self):
         return input_size(self.cfg.data, self.data)

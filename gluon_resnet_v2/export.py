@@ -27,8 +27,10 @@ def main(run_dir, which, out):
 
     from .errors import UserError
     from .evaluate import describe, load_run, provenance, restore_net
+    from .cli import check_output_dir
     cfg, params, state = load_run(run_dir, which, {}, with_state=True)
     out = out or os.path.join(run_dir, 'export', 'model')
+    check_output_dir(os.path.dirname(os.path.abspath(out)), '--out')
     if os.path.exists(out + '-symbol.json'):
         raise UserError('%s-symbol.json exists: choose another --out (nothing was overwritten)'
                         % out)

@@ -16,7 +16,7 @@ from collections import namedtuple
 
 import pytest
 
-from gluon_resnet_v2 import checkpoint, cli, evaluate, export, plotting
+from gluon_resnet_v2 import checkpoint, cli, evaluate, export, plotting, rundir
 from gluon_resnet_v2.config import Config, ConfigError
 from gluon_resnet_v2.train import main as train_main
 from legacy_symbol.compare.cli import cli as compare_cli
@@ -133,6 +133,10 @@ CASES = {
                                             'is the run the config file', out=False),
     # ---- train: output locations
     'run dir is a file': Case('train', ['--run-dir', '{file}'], 'is a file'),
+    'warm-up as long as the run': Case('train', ['--warmup-iters', '2'],
+                                       '--warmup-iters 2 is not shorter than the run (2'),
+    'val size eats the data': Case('train', ['--val-size', '5000'], 'lower --val-size'),
+    'resume busy run dir': Case('train', ['--run-dir', '{busy}'], 'is in use by process'),
     'run dir under a file': Case('train', ['--run-dir', '{file}/run'], 'which is a file'),
     'run dir not writable': Case('train', ['--run-dir', '/proc/grv-bad-input/run'],
                                  'cannot write in /proc'),
@@ -185,6 +189,12 @@ CASES = {
     'export no run': Case('export', ['--run-dir', '{tmp}/empty'], 'no checkpoint'),
     'export over an export': Case('export', ['--run-dir', '{run}', '--out', '{tmp}/old/m'],
                                   'nothing was overwritten'),
+    'export out under a file': Case('export', ['--run-dir', '{run}', '--out', '{file}/m'],
+                                    'is a file'),
+    'export out not writable': Case('export', ['--run-dir', '{run}', '--out', '/proc/m'],
+                                    'cannot write in /proc'),
+    'export unknown checkpoint': Case('export', ['--run-dir', '{run}', '--which', 'first'],
+                                      "'first' is not one of"),
     # ---- plotting
     'plot missing folder': Case('plot', ['{run}', '-o', '{tmp}/missing/curves.png'],
                                 'does not exist'),
@@ -241,12 +251,16 @@ def prepare(tmp, case, request):
     places = dict(tmp=tmp, file=tmp / 'file', used=tmp / 'used', readonly=tmp / 'readonly')
     text = ' '.join(case.args)
     for name, where in [('run', 'run'), ('corrupt_run', 'corrupt_run'),
-                        ('default_run', 'runs/default')]:
+                        ('default_run', 'runs/default'), ('busy', 'busy')]:
         if '{%s}' % name in text:
             places[name] = tmp / where
             shutil.copytree(request.getfixturevalue('finished'), places[name])
     if 'corrupt_run' in places:
         (places['corrupt_run'] / checkpoint.LATEST).write_bytes(b'\x80\x04truncated')
+    if 'busy' in places:                      # another live process owns it (here: this one)
+        owner = rundir.Ownership(str(places['busy']))
+        owner.acquire()
+        request.addfinalizer(owner.release)
     if '{readonly}' in text:
         if os.geteuid() == 0:
             pytest.skip('running as root: permission bits do not stop writes (the /proc '

@@ -231,3 +231,35 @@ def test_val_size_logs_val_error_and_selects_on_it(tmp_path, capsys):
     best = checkpoint.load(str(run_dir / checkpoint.BEST))
     assert best['best'][0] == min(r['val_err'] for r in evals)
     assert best['data']['num_val'] == 64 and best['data']['num_train'] == 256
+
+
+def test_a_warm_up_outlasting_an_epoch_run_is_refused_before_anything_is_written(tmp_path,
+                                                                                 capsys):
+    """Only the engine knows the length of an --epochs run (8 batches of 32 per epoch)."""
+    args = ['--dataset', 'cifar10-sample', '--depth', '8', '--subset', '256', '--batch-size',
+            '32', '--num-workers', '0', '--epochs', '1', '--run-dir', tmp_path / 'r']
+    code, _, err = run_cli(args + ['--warmup-iters', '8'], capsys)
+    assert code == 2 and 'not shorter than the run (8 iterations)' in err, err
+    assert not (tmp_path / 'r').exists()
+    code, _, err = run_cli(args + ['--warmup-iters', '7', '--eval-interval', '0'], capsys)
+    assert code == 0, err
+
+
+def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path):
+    import signal
+    run_dir = tmp_path / 'stopped'
+    cmd = [sys.executable, '-m', 'gluon_resnet_v2.train'] + QUICK + [
+        '--max-iters', '400', '--checkpoint-interval', '5', '--eval-interval', '0',
+        '--run-dir', str(run_dir)]
+    proc = subprocess.Popen(cmd, env=env1(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=str(REPO))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / checkpoint.LATEST).exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    last = err.strip().splitlines()[-1]
+    assert last.startswith('interrupted at iteration ') and 'is kept in %s' % run_dir in last
+    assert 'rerun the same command to resume' in last
+    assert rundir.state(str(run_dir))['state'] == 'interrupted'

@@ -453,7 +453,8 @@ def test_first_iteration_updates_bn_statistics_on_every_device(tmp_path, capsys)
     means = {}
     for n in (1, 2):
         run_dir = tmp_path / str(n)
-        code, _, err = run_cli(QUICK + ['--cpus', n, '--max-iters', '1', '--eval-interval', '0',
+        code, _, err = run_cli(QUICK + ['--cpus', n, '--max-iters', '1', '--warmup-iters', '0',
+                                        '--eval-interval', '0',
                                         '--run-dir', run_dir], capsys)
         assert code == 0, err
         means[n] = checkpoint.load(str(run_dir / checkpoint.LATEST))['params']

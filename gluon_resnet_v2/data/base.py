@@ -130,6 +130,10 @@ class InMemoryData(BatchSource):
         self.name = name
         self.classes = int(classes)
         self.class_names = list(class_names) if class_names is not None else None
+        if not 0 <= pad < min(train_x.shape[1:3]):
+            raise DataError('--pad %d does not fit the %dx%d images of %s: use 0 <= --pad < %d'
+                            % (pad, train_x.shape[1], train_x.shape[2], name,
+                               min(train_x.shape[1:3])))
         self.pad = pad
         self.mean, self.std = augment.channel_stats(train_x)
         n = check_subset(subset, len(train_x), name)
