@@ -190,6 +190,14 @@ def check_output_file(path, option):
     _check_writable(_nearest_existing(folder), option, path)
 
 
+def output_file(ctx, param, value):
+    """click callback of an output-file option (--out FILE, --markdown FILE): checked with
+    check_output_file when the command line is read, before anything runs."""
+    if value is not None:
+        check_output_file(value, param.opts[0])
+    return value
+
+
 def _nearest_existing(path):
     """`path` or its nearest ancestor that exists (as an absolute path)."""
     path = os.path.abspath(path)

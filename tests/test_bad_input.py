@@ -34,6 +34,9 @@ COMMANDS = {
     'train': (train_main, TINY, '--run-dir', '{tmp}/fresh'),
     'legacy': (legacy_main, TINY, '--run-dir', '{tmp}/fresh'),
     'compare': (compare_cli, ['train', '--depth', '8'], '--out', '{tmp}/fresh'),
+    'compare-speed': (compare_cli, ['speed', '--cases', 'cifar_resnet20_v2:4'], None, None),
+    'compare-notes': (compare_cli, ['notes', '--max-iters', '2'], None, None),
+    'compare-eq': (compare_cli, ['equivalence', '--no-mkldnn'], None, None),
     'evaluate': (evaluate.main, [], None, None),
     'export': (export.main, [], None, None),
     'plot': (plotting.main, [], None, None),
@@ -195,6 +198,12 @@ CASES = {
                                     'cannot write in /proc'),
     'export unknown checkpoint': Case('export', ['--run-dir', '{run}', '--which', 'first'],
                                       "'first' is not one of"),
+    # ---- the other comparisons' output files
+    'speed out is a folder': Case('compare-speed', ['--out', '{tmp}/empty'], 'is a folder'),
+    'notes markdown under a file': Case('compare-notes', ['--markdown', '{file}/n.md'],
+                                        'which is a file'),
+    'equivalence out in a missing folder': Case('compare-eq', ['--out', '{tmp}/no/r.json'],
+                                                'does not exist'),
     # ---- plotting
     'plot missing folder': Case('plot', ['{run}', '-o', '{tmp}/missing/curves.png'],
                                 'does not exist'),

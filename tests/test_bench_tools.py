@@ -91,7 +91,7 @@ def speed_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('speed')
     result = CliRunner().invoke(cli, [
         'speed', '--cases', 'cifar_resnet20_v2:4', '--repeats', '1', '--steps', '1',
-        '--warmup', '1', '--out', str(out / 'speed.json'), '--markdown', str(out / 'speed.md')])
+        '--warmup-steps', '1', '--out', str(out / 'speed.json'), '--markdown', str(out / 'speed.md')])
     assert result.exit_code == 0, result.output
     return json.loads((out / 'speed.json').read_text()), (out / 'speed.md').read_text()
 
@@ -185,7 +185,7 @@ def test_speed_rejects_bad_cases(case):
 
 def test_notes_command_on_a_tiny_budget(tmp_path):
     result = CliRunner().invoke(cli, [
-        'notes', '--iters', '2', '--batch', '4', '--test-images', '8',
+        'notes', '--max-iters', '2', '--batch-size', '4', '--test-images', '8',
         '--out', str(tmp_path / 'notes.json'), '--markdown', str(tmp_path / 'notes.md')])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / 'notes.json').read_text())

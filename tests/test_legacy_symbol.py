@@ -301,7 +301,7 @@ def test_notes_network_quirks_are_in_the_graph():
 def test_cli_equivalence_writes_table_and_json(tmp_path):
     out = tmp_path / 'report.json'
     result = CliRunner().invoke(cli, [
-        'equivalence', '--model', 'cifar_resnet20_v2:projection=A', '--no-mkldnn', '--batch', '2',
+        'equivalence', '--model', 'cifar_resnet20_v2:projection=A', '--no-mkldnn', '--batch-size', '2',
         '--out', str(out)])
     assert result.exit_code == 0, result.output
     assert 'EQUIVALENT' in result.output and 'nograd:train' in result.output

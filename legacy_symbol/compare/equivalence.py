@@ -45,6 +45,7 @@ import click
 import numpy as np
 
 from gluon_resnet_v2 import environ
+from gluon_resnet_v2.cli import output_file
 
 TOLERANCE = 1e-5
 FLOAT32_GRAD_TOLERANCE = 1e-4
@@ -268,11 +269,11 @@ def _check_cases(ctx, param, values):
               help='registry name with get_model overrides, e.g. cifar_resnet110_v2 or '
                    'cifar_resnet20_v1:block=bottleneck,shortcut=gate_exclusive; repeatable. '
                    'Default: %s.' % ', '.join(DEFAULT_CASES))
-@click.option('--batch', default=8, show_default=True, help='images in the one compared batch')
+@click.option('--batch-size', 'batch', default=8, show_default=True, help='images in the one compared batch')
 @click.option('--seed', default=0, show_default=True, help='seed of weights, BN statistics, batch')
 @click.option('--mkldnn/--no-mkldnn', default=True, show_default=True,
               help='also run the Module with the default MKLDNN subgraph backend (subprocess)')
-@click.option('--out', type=click.Path(dir_okay=False), default=None,
+@click.option('--out', default=None, callback=output_file,
               help='write the report as JSON here')
 def equivalence_cmd(models, batch, seed, mkldnn, out):
     """Same weights, same batch: outputs, every gradient and BN statistics, Gluon vs Module.

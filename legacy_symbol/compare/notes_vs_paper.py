@@ -28,6 +28,7 @@ import tempfile
 import click
 import numpy as np
 
+from gluon_resnet_v2.cli import output_file
 from gluon_resnet_v2.models import list_models
 
 from . import flops
@@ -147,9 +148,9 @@ def format_markdown(report):
 
 
 @click.command('notes')
-@click.option('--iters', default=300, show_default=True, type=click.IntRange(1),
+@click.option('--max-iters', 'iters', default=300, show_default=True, type=click.IntRange(1),
               help='training iterations of each network')
-@click.option('--batch', default=128, show_default=True, type=click.IntRange(1),
+@click.option('--batch-size', 'batch', default=128, show_default=True, type=click.IntRange(1),
               help='images per iteration')
 @click.option('--warmup-iters', default=None, type=click.IntRange(0),
               help='iterations at lr 0.01 before 0.1  [default: a tenth of --iters]')
@@ -162,8 +163,8 @@ def format_markdown(report):
               help='seed of weights, data order, augmentation')
 @click.option('--num-workers', default=1, show_default=True, type=click.IntRange(0),
               help='data threads (pad/crop/flip)')
-@click.option('--out', type=click.Path(dir_okay=False), default=None, help='write JSON here')
-@click.option('--markdown', type=click.Path(dir_okay=False), default=None,
+@click.option('--out', default=None, callback=output_file, help='write JSON here')
+@click.option('--markdown', default=None, callback=output_file,
               help='write the Markdown table here')
 def notes_cmd(iters, batch, warmup_iters, test_images, paper_model, seed, num_workers, out,
               markdown):

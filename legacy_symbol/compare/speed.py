@@ -35,6 +35,8 @@ import time
 
 import click
 
+from gluon_resnet_v2.cli import output_file
+
 from . import child
 
 VARIANTS = ('hybrid', 'imperative', 'module', 'module_mirror', 'module_mirror_env')
@@ -316,12 +318,12 @@ def _check_cases(ctx, param, values):
               help='measurements per case and variant (interleaved); medians are reported')
 @click.option('--steps', default=10, show_default=True, type=click.IntRange(1),
               help='timed training steps per measurement')
-@click.option('--warmup', default=3, show_default=True, type=click.IntRange(0),
+@click.option('--warmup-steps', 'warmup', default=3, show_default=True, type=click.IntRange(0),
               help='untimed steps before the clock starts (graph building, memory planning)')
 @click.option('--seed', default=0, show_default=True, help='seed of weights and synthetic data')
-@click.option('--out', type=click.Path(dir_okay=False), default=None,
+@click.option('--out', default=None, callback=output_file,
               help='write the JSON report here (rewritten after every measurement)')
-@click.option('--markdown', type=click.Path(dir_okay=False), default=None,
+@click.option('--markdown', default=None, callback=output_file,
               help='write the Markdown tables here')
 def speed_cmd(cases, repeats, steps, warmup, seed, out, markdown):
     """Training img/s and peak memory: Gluon hybrid / imperative, Module, Module + mirroring.
