@@ -144,25 +144,39 @@ def resume_state(cfg, writer, max_iters):
     past `max_iters`, and any earlier run when cfg.run.resume is off. Only the writer
     (rank 0) refuses over files it would overwrite."""
     run_dir = cfg.run.run_dir
-    latest = path(run_dir, 'latest')
+    latest = path(run_dir, cfg.run.resume_from)
     has_run = os.path.exists(latest) or os.path.exists(os.path.join(run_dir, 'log.jsonl'))
     if not cfg.run.resume:
         if has_run and writer:
             raise UserError('run dir %s already holds a run: pass --resume to continue it, '
-                            'or choose a new --run-dir (nothing was overwritten)' % run_dir)
+                            '--restart to move it aside and start afresh, or choose a new '
+                            '--run-dir (nothing was overwritten)' % run_dir)
         return None
     if not os.path.exists(latest):
         if os.path.exists(os.path.join(run_dir, 'log.jsonl')) and writer:
-            raise UserError('run dir %s has a log.jsonl but no checkpoint to resume from: '
-                            'choose a new --run-dir or delete it' % run_dir)
+            raise UserError('run dir %s has a log.jsonl but no %s to resume from: %s'
+                            % (run_dir, os.path.basename(latest), _ways_on(run_dir, latest)))
         return None
-    state = load(latest)
+    try:
+        state = load(latest)
+    except CheckpointError as e:           # "<problem>: <fix>", with the fixes of a run dir
+        raise CheckpointError('%s: %s' % (str(e).split(': ')[0],
+                                          _ways_on(run_dir, latest))) from None
     check_same_config(state['config'], cfg.to_dict(), latest)
     if state['iteration'] > max_iters:
         raise UserError('%s is at iteration %d, past --max-iters %d: raise --max-iters to '
                         'train on, or use a new --run-dir' % (latest, state['iteration'],
                                                              max_iters))
     return state
+
+
+def _ways_on(run_dir, missing):
+    """What a user can do when the checkpoint to resume from is missing or damaged."""
+    other = path(run_dir, 'best') if missing != path(run_dir, 'best') else None
+    ways = ['--resume-from best continues from %s' % other] if other and os.path.exists(
+        other) else []
+    return '; '.join(ways + ['--restart moves the run aside and starts afresh',
+                             'or choose a new --run-dir'])
 
 
 def check_same_config(saved, current, where):

@@ -234,6 +234,10 @@ class RunConfig(Section):
                           '(created with its parent folders)', template=False)
     resume: bool = option(True, "continue from the run dir's latest checkpoint if there is one",
                           template=False)
+    resume_from: str = option('latest', 'checkpoint a resume continues from: latest, or best '
+                              '(the lowest validation/test error; the log after it is set '
+                              'aside, e.g. after a divergence or a damaged latest checkpoint)',
+                              ('latest', 'best'), template=False)
     restart: bool = option(False, "move the run dir's old contents aside (to <run_dir>.old-<time>) "
                            'and start afresh', template=False)
     log_interval: int = option(50, 'iterations between training-log lines (each is a host sync)',

@@ -263,3 +263,22 @@ def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path):
     assert last.startswith('interrupted at iteration ') and 'is kept in %s' % run_dir in last
     assert 'rerun the same command to resume' in last
     assert rundir.state(str(run_dir))['state'] == 'interrupted'
+
+
+def test_a_damaged_latest_checkpoint_offers_the_best_one_and_that_advice_works(tmp_path,
+                                                                               capsys):
+    run_dir = tmp_path / 'r'
+    args = QUICK + ['--log-interval', '2', '--eval-interval', '4', '--checkpoint-interval', '4',
+                    '--run-dir', run_dir]
+    code, _, err = run_cli(args + ['--max-iters', '8'], capsys)
+    assert code == 0, err
+    best = checkpoint.load(str(run_dir / checkpoint.BEST))['iteration']
+    (run_dir / checkpoint.LATEST).write_bytes(b'\x80\x04truncated')
+    code, _, err = run_cli(args + ['--max-iters', '12'], capsys)
+    assert code == 2 and 'is unreadable' in err and '--resume-from best continues' in err, err
+    code, out, err = run_cli(args + ['--max-iters', '12', '--resume-from', 'best'], capsys)
+    assert code == 0, err
+    assert 'resuming %s at iteration %d' % (run_dir, best) in out
+    logged = [r['iteration'] for r in read_log(run_dir) if r['train_loss'] is not None]
+    assert logged == [2, 4, 6, 8, 10, 12][:best // 2] + list(range(best + 2, 13, 2))
+    assert checkpoint.load(str(run_dir / checkpoint.LATEST))['iteration'] == 12
