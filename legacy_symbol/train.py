@@ -33,6 +33,9 @@ NOT_APPLICABLE = {
     'checkpoint_interval': 'the Module trainer writes no checkpoints (only the final weights); '
                            'drop it, or use the Gluon trainer',
     'hybridize': 'a bound symbol is always a static graph; drop it',
+    'resume_from': 'the Module trainer writes no checkpoints; use the Gluon trainer for '
+                   'resumable runs',
+    'restart': 'the Module trainer only writes into a new or empty --run-dir; choose one',
 }
 
 
