@@ -406,9 +406,14 @@ class Loop:
         if last is None:      # nothing evaluated in this session (a rerun of a finished run)
             tests = [r for r in runlog.read_log(run.run_dir) if r['test_err'] is not None]
             last = (tests[-1]['test_err'], tests[-1]['iteration']) if tests else (None, None)
-        summary = dict(iteration=self.iteration, final_test_err=last[0],
-                       best_test_err=self.best[0], best_iteration=self.best[1],
+        rates = [r['img_per_sec'] for r in runlog.read_log(run.run_dir, warn=None)
+                 if r['img_per_sec'] is not None] if run.writer else []
+        summary = dict(iteration=self.iteration, max_iters=run.max_iters, final_test_err=last[0],
+                       final_iteration=last[1], best_err=self.best[0],
+                       best_iteration=self.best[1],
                        selected_on='val' if run.data.num_val else 'test',
+                       seconds=self.now(), img_per_sec=float(np.median(rates)) if rates else None,
+                       checkpoints=self.backend.can_checkpoint,
                        run_dir=run.run_dir, writer=run.writer, rank=run.rank)
         summary.update(self.backend.finish(run.run_dir, self.iteration))
         if run.writer:

@@ -1,5 +1,6 @@
 """Training curves in the paper's style (Figs. 1, 3, 6): training loss dashed on the left
-axis, test error solid on the right, one colour per run. Drawn from `log.jsonl` files
+axis, test error solid on the right (validation error dotted, with --val-size), one
+colour per run. Drawn from `log.jsonl` files
 after the fact, so plotting never slows training and any runs can be overlaid.
 
     python -m gluon_resnet_v2.plotting runs/a runs/b -o curves.png
@@ -34,12 +35,16 @@ def plot_runs(runs, out_path, title=None):
         x, err = series(records, 'test_err')
         err_ax.plot(x, [100 * e for e in err], '-', color=colour, linewidth=2, marker='.',
                     label='%s test error' % label)
+        vx, val = series(records, 'val_err')           # with --val-size: dotted
+        if val:
+            err_ax.plot(vx, [100 * e for e in val], ':', color=colour, linewidth=2,
+                        marker='.', label='%s validation error' % label)
         drawn += bool(loss or err)
     if not drawn:
         raise ValueError('no log records to plot in %s' % ', '.join(map(str, runs.values())))
     loss_ax.set_xlabel('iteration')
     loss_ax.set_ylabel('training loss (dashed)')
-    err_ax.set_ylabel('test error % (solid)')
+    err_ax.set_ylabel('test error % (solid), validation (dotted)')
     handles = loss_ax.get_legend_handles_labels()
     more = err_ax.get_legend_handles_labels()
     err_ax.legend(handles[0] + more[0], handles[1] + more[1], loc='upper right', fontsize=8)

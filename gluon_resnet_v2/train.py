@@ -23,20 +23,35 @@ def main(config_file, **values):
     cfg = build_config(config_file, values)
     check_output_dir(cfg.run.run_dir, '--run-dir')
     summary = fit(cfg)
-    click.echo(summary_line(summary))
+    click.echo(summary_text(summary))
     return summary
 
 
-def summary_line(s):
+def summary_text(s):
+    """The end of a run: a small table, then one `done:` line (the last line)."""
     if not s.get('writer', True):
         return ('done: %d iterations as worker %d; worker 0 wrote the run directory %s'
                 % (s['iteration'], s['rank'], s['run_dir']))
+    which = 'validation' if s['selected_on'] == 'val' else 'test'
+    rows = [('final test error', '%s  iteration %s%s' % (
+                pct(s['final_test_err']), s['final_iteration'],
+                '  checkpoint-latest.pkl' if s['checkpoints'] else '')),
+            ('best %s error' % which, '%s  iteration %s%s' % (
+                pct(s['best_err']), s['best_iteration'],
+                '  checkpoint-best.pkl' if s['checkpoints'] else '')),
+            ('training', '%d of %d iterations, %.0f s over all sessions%s' % (
+                s['iteration'], s['max_iters'], s['seconds'],
+                ', %.0f img/s (median)' % s['img_per_sec'] if s['img_per_sec'] else '')),
+            ('run dir', '%s (log.jsonl, curves.png)' % s['run_dir'])]
+    table = ['  %-22s %s' % row for row in rows]
+    done = ('done: %d iterations; final test error %s, best %s %s (iteration %s); run dir %s'
+            % (s['iteration'], pct(s['final_test_err']), 'validation' if which != 'test'
+               else 'test', pct(s['best_err']), s['best_iteration'], s['run_dir']))
+    return '\n'.join(table + [done])
 
-    def pct(v):
-        return 'n/a' if v is None else '%.2f %%' % (100 * v)
-    return ('done: %d iterations; final test error %s, best %s (iteration %s); run dir %s'
-            % (s['iteration'], pct(s['final_test_err']), pct(s['best_test_err']),
-               s['best_iteration'], s['run_dir']))
+
+def pct(v):
+    return 'n/a' if v is None else '%.2f %%' % (100 * v)
 
 
 def run():

@@ -94,7 +94,7 @@ def main(config_file, net, mirror, mirror_policy, **values):
     trainer's --resume, --checkpoint-interval and --hybridize (a bound symbol is always a
     static graph) do not apply. The final weights are saved as a Module checkpoint
     (module-NNNN.params)."""
-    from gluon_resnet_v2.train import summary_line
+    from gluon_resnet_v2.train import summary_text
 
     from .fit import fit_module
     refuse_not_applicable(config_file, values)
@@ -111,7 +111,7 @@ def main(config_file, net, mirror, mirror_policy, **values):
     check_output_dir(cfg.run.run_dir, '--run-dir')
     summary = fit_module(cfg, net=opts.net, echo=click.echo,
                          mirror=(opts.mirror_policy or 'segments') if opts.mirror else None)
-    click.echo(summary_line(summary))
+    click.echo(summary_text(summary))
     return summary
 
 

@@ -106,7 +106,7 @@ def test_cadence_of_logs_evaluations_and_checkpoints(tmp_path):
     assert checkpoint.load(checkpoint.path(tmp_path, 'latest'))['iteration'] == 10
     best = checkpoint.load(checkpoint.path(tmp_path, 'best'))
     assert best['iteration'] == 8 and best['best'] == (0.25, 8)
-    assert summary['final_test_err'] == 0.4 and summary['best_test_err'] == 0.25
+    assert summary['final_test_err'] == 0.4 and summary['best_err'] == 0.25
     assert summary['best_iteration'] == 8 and summary['iteration'] == 10
     assert (tmp_path / 'curves.png').exists() and (tmp_path / 'config.yaml').exists()
 

@@ -231,6 +231,10 @@ def test_val_size_logs_val_error_and_selects_on_it(tmp_path, capsys):
     best = checkpoint.load(str(run_dir / checkpoint.BEST))
     assert best['best'][0] == min(r['val_err'] for r in evals)
     assert best['data']['num_val'] == 64 and best['data']['num_train'] == 256
+    table = out.strip().splitlines()
+    assert table[-1].startswith('done: 8 iterations; final test error %.2f %%, best validation '
+                                '%.2f %%' % (100 * evals[-1]['test_err'], 100 * best['best'][0]))
+    assert any(line.split()[:3] == ['best', 'validation', 'error'] for line in table)
 
 
 def test_a_warm_up_outlasting_an_epoch_run_is_refused_before_anything_is_written(tmp_path,
