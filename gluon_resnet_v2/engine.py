@@ -29,6 +29,7 @@ import contextlib
 import os
 import sys
 import time
+from dataclasses import replace
 
 import mxnet as mx
 import numpy as np
@@ -66,7 +67,9 @@ class Run:
         with self.closed_on_error():
             if preflight:
                 preflight(self)
-            self.data = build_data(cfg.data)
+            # --deterministic: batches made in the main thread, as measured bit-identical
+            self.data = build_data(replace(cfg.data, num_workers=0) if cfg.run.deterministic
+                                   else cfg.data)
             self.batch = cfg.optim.batch_size
             self.local_batch = local_batch(self.batch, self.workers, len(self.ctxs))
             self.steps = self.data.steps_per_epoch(self.batch)

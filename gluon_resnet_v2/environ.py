@@ -49,6 +49,29 @@ def command_line():
     return scoped(defaults=command_line_defaults())
 
 
+# --deterministic: MXNet's native kernels (oneDNN's round differently with buffer
+# alignment) on one OpenMP thread; measured bit-identical across processes and through a
+# kill and resume (README "Reproducibility"). Both are read once, when MXNet is imported.
+DETERMINISTIC = {'MXNET_MKLDNN_ENABLED': '0', 'OMP_NUM_THREADS': '1'}
+
+
+def deterministic(enabled):
+    """The scope a run needs: DETERMINISTIC set when `enabled`, before MXNet is imported.
+    A process that imported MXNet with other settings cannot be made deterministic: a
+    UserError says how to run it."""
+    if not enabled:
+        return scoped()
+    wrong = {k: os.environ.get(k) for k, v in DETERMINISTIC.items() if os.environ.get(k) != v}
+    if wrong and 'mxnet' in sys.modules:
+        from .errors import UserError
+        raise UserError('--deterministic needs %s before MXNet is imported, and this process '
+                        'imported it with %s: run the command line (python -m ...), or set '
+                        'those variables first' % (
+                            ' '.join('%s=%s' % kv for kv in DETERMINISTIC.items()),
+                            ', '.join('%s=%s' % kv for kv in wrong.items())))
+    return scoped(DETERMINISTIC)
+
+
 # What MXNet 1.9.1's graph executor prints at every bind with MXNET_SUBGRAPH_BACKEND=NONE,
 # an unconditional LOG(INFO) that no variable silences (graph_executor.cc:60)
 NONE_BACKEND_LINE = 'subgraph backend is not in use'

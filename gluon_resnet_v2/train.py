@@ -12,6 +12,7 @@ or overwritten), 3 the loss diverged (last good checkpoint kept), 130 interrupte
 """
 import click
 
+from . import environ
 from .cli import build_config, check_output_dir, config_options, main_wrapper
 
 
@@ -19,10 +20,11 @@ from .cli import build_config, check_output_dir, config_options, main_wrapper
 @config_options
 def main(config_file, **values):
     """Train (or resume) one run; options default to the paper's CIFAR recipe."""
-    from .engine import fit
     cfg = build_config(config_file, values)
     check_output_dir(cfg.run.run_dir, '--run-dir')
-    summary = fit(cfg)
+    with environ.deterministic(cfg.run.deterministic):   # before MXNet is imported
+        from .engine import fit
+        summary = fit(cfg)
     click.echo(summary_text(summary))
     return summary
 

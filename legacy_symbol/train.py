@@ -16,6 +16,7 @@ from typing import Optional
 
 import click
 
+from gluon_resnet_v2 import environ
 from gluon_resnet_v2.cli import (build_config, check_output_dir, config_field, config_options,
                                  dataclass_options, load_yaml, main_wrapper)
 from gluon_resnet_v2.config import (ModelConfig, Section, field_default, field_sections, flag,
@@ -95,8 +96,6 @@ def main(config_file, net, mirror, mirror_policy, **values):
     static graph) do not apply. The final weights are saved as a Module checkpoint
     (module-NNNN.params)."""
     from gluon_resnet_v2.train import summary_text
-
-    from .fit import fit_module
     refuse_not_applicable(config_file, values)
     opts = ModuleOptions(**{k: v for k, v in dict(net=net, mirror=mirror,
                                                  mirror_policy=mirror_policy).items()
@@ -109,8 +108,10 @@ def main(config_file, net, mirror, mirror_policy, **values):
                         % opts.mirror_policy)
     cfg = build_config(config_file, values)
     check_output_dir(cfg.run.run_dir, '--run-dir')
-    summary = fit_module(cfg, net=opts.net, echo=click.echo,
-                         mirror=(opts.mirror_policy or 'segments') if opts.mirror else None)
+    with environ.deterministic(cfg.run.deterministic):     # before MXNet is imported
+        from .fit import fit_module
+        summary = fit_module(cfg, net=opts.net, echo=click.echo,
+                             mirror=(opts.mirror_policy or 'segments') if opts.mirror else None)
     click.echo(summary_text(summary))
     return summary
 

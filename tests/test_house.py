@@ -135,3 +135,17 @@ def test_module_binds_leave_no_mxnet_log_noise(capfd, monkeypatch):
     monkeypatch.delenv('MXNET_SUBGRAPH_BACKEND', raising=False)
     fit.bind_module(paper.get_training_symbol('cifar_resnet20_v2'), [mx.cpu()], 2, (3, 32, 32))
     assert environ.NONE_BACKEND_LINE not in capfd.readouterr().err
+
+
+def test_deterministic_is_refused_after_mxnet_was_imported_otherwise(monkeypatch):
+    import mxnet  # noqa: F401  (this process has MXNet loaded, as a library user may)
+    from gluon_resnet_v2.errors import UserError
+    monkeypatch.setenv('MXNET_MKLDNN_ENABLED', '1')
+    with pytest.raises(UserError, match='before MXNet is imported'):
+        environ.deterministic(True)
+    monkeypatch.setenv('MXNET_MKLDNN_ENABLED', '0')
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    with environ.deterministic(True):                  # already so: nothing to refuse
+        assert os.environ['MXNET_MKLDNN_ENABLED'] == '0'
+    with environ.deterministic(False):
+        assert os.environ['OMP_NUM_THREADS'] == '1'

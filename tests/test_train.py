@@ -277,16 +277,21 @@ def wait_for(predicate, proc, timeout=240):
 def test_sigkill_and_rerun_equals_an_uninterrupted_run(tmp_path):
     """Kill -9 mid-run, rerun the same command: same logged losses, same final weights.
 
-    The dropout shortcut makes the run draw from MXNet's generator too."""
+    --deterministic alone sets the deterministic setting (the environment here has the
+    tests' thread count and oneDNN on). The dropout shortcut makes the run draw from
+    MXNet's generator too."""
     base = QUICK + ['--cpus', '2', '--shortcut', 'dropout', '--drop-rate', '0.2',
-                    '--max-iters', '60', '--log-interval', '3', '--eval-interval', '25', '--checkpoint-interval', '7']
+                    '--max-iters', '60', '--log-interval', '3', '--eval-interval', '25',
+                    '--checkpoint-interval', '7', '--deterministic']
+    env = {k: v for k, v in env1().items() if k not in ('OMP_NUM_THREADS', 'MXNET_MKLDNN_ENABLED')}
 
     def command(run_dir):
         return [sys.executable, '-m', 'gluon_resnet_v2.train'] + base + ['--run-dir', str(run_dir)]
     whole, cut = tmp_path / 'whole', tmp_path / 'cut'
-    subprocess.run(command(whole), env=env1(), check=True, capture_output=True, timeout=300)
+    subprocess.run(command(whole), env=env, check=True, capture_output=True, timeout=300)
+    assert yaml.safe_load((whole / 'config.yaml').read_text())['run']['deterministic'] is True
 
-    proc = subprocess.Popen(command(cut), env=env1(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command(cut), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     log = cut / 'log.jsonl'
     reached = wait_for(lambda: log.exists() and any(r['iteration'] >= 17 for r in read_log(log)),
@@ -299,7 +304,7 @@ def test_sigkill_and_rerun_equals_an_uninterrupted_run(tmp_path):
     assert 17 <= killed_at < 60
     assert checkpoint.load(str(cut / checkpoint.LATEST))['iteration'] < 60
 
-    done = subprocess.run(command(cut), env=env1(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command(cut), env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'resuming' in done.stdout
 
