@@ -36,6 +36,19 @@ def files(folder):
 
 # ---- one owner ----
 
+def start_training(run_dir, args, until, timeout=120):
+    """(command, process) of a train run started in the background, once `until()` holds
+    (or the process ended, or `timeout` passed)."""
+    cmd = [sys.executable, '-m', 'gluon_resnet_v2.train'] + QUICK + args + [
+        '--eval-interval', '0', '--run-dir', str(run_dir)]
+    proc = subprocess.Popen(cmd, env=env1(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=str(REPO))
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not until():
+        time.sleep(0.05)
+    return cmd, proc
+
+
 def test_a_busy_run_dir_is_refused_at_once_naming_its_owner(tmp_path, capsys):
     run_dir = tmp_path / 'r'
     code, _, err = run_cli(QUICK + ['--max-iters', '2', '--run-dir', run_dir], capsys)
@@ -57,15 +70,9 @@ def test_the_same_command_twice_runs_once(tmp_path):
     """Two real processes on one run dir: the second exits 2 naming the first; the first's
     log holds each record once."""
     run_dir = tmp_path / 'twice'
-    cmd = [sys.executable, '-m', 'gluon_resnet_v2.train'] + QUICK + [
-        '--max-iters', '40', '--log-interval', '5', '--eval-interval', '0',
-        '--run-dir', str(run_dir)]
-    first = subprocess.Popen(cmd, env=env1(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, cwd=str(REPO))
-    deadline = time.time() + 120
-    while time.time() < deadline and first.poll() is None and not (
-            rundir.holder(str(run_dir)) and rundir.read_status(str(run_dir))):
-        time.sleep(0.05)
+    cmd, first = start_training(run_dir, ['--max-iters', '40', '--log-interval', '5'],
+                                lambda: rundir.holder(str(run_dir)) and rundir.read_status(
+                                    str(run_dir)))
     second = subprocess.run(cmd, env=env1(), capture_output=True, text=True, timeout=120,
                             cwd=str(REPO))
     first_out, first_err = first.communicate(timeout=240)
@@ -252,14 +259,8 @@ def test_a_warm_up_outlasting_an_epoch_run_is_refused_before_anything_is_written
 def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path):
     import signal
     run_dir = tmp_path / 'stopped'
-    cmd = [sys.executable, '-m', 'gluon_resnet_v2.train'] + QUICK + [
-        '--max-iters', '400', '--checkpoint-interval', '5', '--eval-interval', '0',
-        '--run-dir', str(run_dir)]
-    proc = subprocess.Popen(cmd, env=env1(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=str(REPO))
-    deadline = time.time() + 120
-    while time.time() < deadline and not (run_dir / checkpoint.LATEST).exists():
-        time.sleep(0.05)
+    _, proc = start_training(run_dir, ['--max-iters', '400', '--checkpoint-interval', '5'],
+                             (run_dir / checkpoint.LATEST).exists)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
