@@ -22,7 +22,7 @@ def main(config_file, **values):
     """Train (or resume) one run; options default to the paper's CIFAR recipe."""
     cfg = build_config(config_file, values)
     check_output_dir(cfg.run.run_dir, '--run-dir')
-    with environ.deterministic(cfg.run.deterministic):   # before MXNet is imported
+    with environ.training(cfg.run):   # before MXNet is imported
         from .engine import fit
         summary = fit(cfg)
     click.echo(summary_text(summary))

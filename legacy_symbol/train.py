@@ -108,7 +108,7 @@ def main(config_file, net, mirror, mirror_policy, **values):
                         % opts.mirror_policy)
     cfg = build_config(config_file, values)
     check_output_dir(cfg.run.run_dir, '--run-dir')
-    with environ.deterministic(cfg.run.deterministic):     # before MXNet is imported
+    with environ.training(cfg.run):     # before MXNet is imported
         from .fit import fit_module
         summary = fit_module(cfg, net=opts.net, echo=click.echo,
                              mirror=(opts.mirror_policy or 'segments') if opts.mirror else None)

@@ -287,3 +287,23 @@ def test_a_damaged_latest_checkpoint_offers_the_best_one_and_that_advice_works(t
     logged = [r['iteration'] for r in read_log(run_dir) if r['train_loss'] is not None]
     assert logged == [2, 4, 6, 8, 10, 12][:best // 2] + list(range(best + 2, 13, 2))
     assert checkpoint.load(str(run_dir / checkpoint.LATEST))['iteration'] == 12
+
+
+def test_two_default_cpu_runs_of_one_command_are_bit_identical(tmp_path):
+    """oneDNN on, the tests' thread count: the NaiveEngine default makes the same command
+    in two processes give the same logged losses and the same weights."""
+    env = {k: v for k, v in env1().items() if k not in ('MXNET_MKLDNN_ENABLED', 'OMP_NUM_THREADS')}
+    env['OMP_NUM_THREADS'] = '2'
+    runs = []
+    for name in ('ra', 'rb'):
+        proc = subprocess.run([sys.executable, '-m', 'gluon_resnet_v2.train'] + QUICK + [
+            '--max-iters', '12', '--log-interval', '1', '--eval-interval', '6',
+            '--run-dir', str(tmp_path / name)], env=env, capture_output=True, text=True,
+            timeout=300, cwd=str(REPO))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append(tmp_path / name)
+    logs = [[{k: v for k, v in r.items() if k not in ('time', 'img_per_sec')}
+             for r in read_log(run)] for run in runs]
+    assert len(logs[0]) == 14 and logs[0] == logs[1]
+    a, b = (checkpoint.load(str(run / checkpoint.LATEST))['params'] for run in runs)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
