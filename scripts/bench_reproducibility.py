@@ -312,7 +312,7 @@ def main():
                    help='settings to test (default: %s)' % ' and '.join(repr(s) for s in
                                                                        DEFAULT_SETTINGS))
     p.add_argument('--pairs', type=int, default=3, help='pairs of processes per setting '
-                   '(default 3)')
+                   '(default 3; 0: only the speed rounds)')
     p.add_argument('--depth', type=int, default=20, help='CIFAR pre-act ResNet depth (20)')
     p.add_argument('--iters', type=int, default=40, help='iterations per run (40)')
     p.add_argument('--batch-size', type=int, default=64, help='batch size (64)')
@@ -341,7 +341,9 @@ def main():
     settings = opts.settings or list(DEFAULT_SETTINGS)
     for s in settings:
         parse_setting(s)
-    if opts.resume and not opts.checkpoint_interval < opts.kill_after < opts.iters:
+    if not (opts.pairs or opts.speed_runs):
+        p.error('nothing to do: --pairs 0 and --speed-runs 0')
+    if opts.pairs and opts.resume and not opts.checkpoint_interval < opts.kill_after < opts.iters:
         p.error('--kill-after must lie between --checkpoint-interval and --iters')
     opts.work_dir = os.path.abspath(opts.work_dir)
     BATCH[0] = opts.batch_size
@@ -355,35 +357,33 @@ def main():
     print('example: %s' % ' '.join(map(shlex.quote, train_argv(opts, 'runs/x', []))))
     out = []
     for index, text in enumerate(settings):
+        entry = dict(setting=text)
+        out.append(entry)
+        if not opts.pairs:
+            continue
         print('\n== %s' % text, flush=True)
         results, rate, prints, wall = run_pairs(opts, index, text)
-        outcomes = len(prints)
-        worst = max(results, key=lambda r: (r['max_dl'], r['rel_p']))
         firsts = [r['first'] for r in results if r['first'] is not None]
         print('  pairs identical: %d/%d   distinct outcomes: %d of %d processes   '
               'img/s %.0f   wall %.1f s/run'
-              % (sum(r['identical'] for r in results), len(results), outcomes,
+              % (sum(r['identical'] for r in results), len(results), len(prints),
                  2 * len(results), rate, wall))
         print('  outcome fingerprints (sha256 of losses + parameters): %s'
               % ' '.join(prints[:4] + (['...'] if len(prints) > 4 else [])))
         print('  ' + HEADER)
         for r in results:
             print('  ' + fmt_row(r))
-        entry = dict(setting=text, pairs=results, img_per_sec=rate, outcomes=outcomes,
-                     fingerprints=prints,
+        entry.update(pairs=results, img_per_sec=rate, outcomes=len(prints), fingerprints=prints,
                      processes=2 * len(results), wall=wall,
-                     first_min=min(firsts) if firsts else None,
-                     worst_tensor=worst['worst'])
+                     first_min=min(firsts) if firsts else None)
         if opts.resume:
             res, how = run_resume(opts, index, text)
-            entry['resume'] = res
-            entry['resume_how'] = how
+            entry.update(resume=res, resume_how=how)
             print('  resume (%s) vs uninterrupted:' % how)
             if res:
                 print('  ' + fmt_row(res))
-        out.append(entry)
-        shutil.rmtree(os.path.join(opts.work_dir, 's%d' % index), ignore_errors=True) \
-            if not opts.keep else None
+        if not opts.keep:
+            shutil.rmtree(os.path.join(opts.work_dir, 's%d' % index), ignore_errors=True)
 
     if opts.speed_runs:
         print('\n== speed: %d interleaved rounds of %d iterations, logged every %d (img/s per '
@@ -398,18 +398,22 @@ def main():
         'setting', 'identical', 'first', 'max|dL|', 'relP', 'outcomes', 'img/s1', 'img/s (rel)',
         'resume'))
     for e in out:
-        rs = e['pairs']
+        rs = e.get('pairs')
         res = e.get('resume')
         resume = ('-' if 'resume' not in e else e['resume_how'] if res is None else
                   'identical' if res['identical'] else
                   'differs from %d, end|dL| %.3g, relP %.3g' % (res['first'], res['end_dl'],
                                                                   res['rel_p']))
         speed = ('%.0f (%.2fx)' % (e['speed'], e['speed'] / base) if 'speed' in e else '-')
-        print('%-50s %9s %6s %10.3g %10.3g %8s %7.0f %13s %s' % (
-            e['setting'][:50], '%d/%d' % (sum(r['identical'] for r in rs), len(rs)),
-            '-' if e['first_min'] is None else e['first_min'],
-            max(r['max_dl'] for r in rs), max(r['rel_p'] for r in rs),
-            '%d/%d' % (e['outcomes'], e['processes']), e['img_per_sec'], speed, resume))
+        if rs:
+            print('%-50s %9s %6s %10.3g %10.3g %8s %7.0f %13s %s' % (
+                e['setting'][:50], '%d/%d' % (sum(r['identical'] for r in rs), len(rs)),
+                '-' if e['first_min'] is None else e['first_min'],
+                max(r['max_dl'] for r in rs), max(r['rel_p'] for r in rs),
+                '%d/%d' % (e['outcomes'], e['processes']), e['img_per_sec'], speed, resume))
+        else:
+            print('%-50s %9s %6s %10s %10s %8s %7s %13s %s' % (
+                e['setting'][:50], '-', '-', '-', '-', '-', '-', speed, resume))
     print('img/s1: from the compared runs (a host sync every iteration); img/s: the speed '
           'rounds, relative to the first setting')
     if opts.json:
