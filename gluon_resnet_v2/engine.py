@@ -26,6 +26,8 @@ the running sums of the current log interval (checkpoint.py).
 """
 import abc
 import contextlib
+import hashlib
+import json
 import os
 import sys
 import time
@@ -41,6 +43,7 @@ from .devices import contexts
 from .errors import RunInterrupted, TrainingDiverged, UserError
 from .factory import build_net, check_dtype, check_model, kvstore_setup
 from .steps import Meter, local_batch, reseed, score, sync_running_stats, train_step
+from .workers import Workers
 
 
 class Run:
@@ -57,6 +60,7 @@ class Run:
         if check_network:
             check_model(cfg.model, cfg.data.dataset)
         self.kv, self.rank, self.workers = kvstore_setup(cfg.run.kvstore, self.ctxs)
+        self.group = Workers(self.kv, self.rank, self.workers)
         self.writer = self.rank == 0                 # one worker writes the run directory
         # One process owns a run dir: a used one is claimed now, before any work, so a
         # second command on it is refused at once; a new one when the Loop first writes.
@@ -82,10 +86,11 @@ class Run:
     def input_size(self):
         return input_size(self.cfg.data, self.data)
 
-    def rows(self, x, y):
-        """This worker's rows of a global batch (workers share it in rank order)."""
-        lo = self.rank * self.local_batch
-        return x[lo:lo + self.local_batch], y[lo:lo + self.local_batch]
+    def train_batches(self, epoch, first):
+        """This worker's rows of the global batches first.. of `epoch` (the workers share
+        each batch in rank order; a worker reads and decodes only its own images)."""
+        return self.data.train_batches(self.batch, self.cfg.run.seed, epoch, first,
+                                       part=(self.rank, self.workers))
 
     def close(self):
         """Stop the data loader and give up the run dir (the Loop calls it at the end)."""
@@ -115,7 +120,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def step(self, x, y):
-        """One iteration on this worker's rows of the global batch (x, y); returns
+        """One iteration on this worker's rows (x, y) of the global batch; returns
         [(per-image loss, scores, labels)] per output device, NDArrays not read back."""
 
     @abc.abstractmethod
@@ -123,7 +128,8 @@ class Backend(abc.ABC):
         """(mean loss, top-1 error) on the 'test' split or the 'val' split (--val-size)."""
 
     def sync_statistics(self):
-        """Wait for pending work and make the BN running statistics one value."""
+        """Wait for pending work and make the BN running statistics one value over the
+        devices and the workers (self.run.group)."""
 
     def state(self):
         """What a checkpoint holds of the backend, {'params': {name: numpy}, ...}; only
@@ -142,11 +148,14 @@ class GluonBackend(Backend):
     """The Gluon network, its Trainer and the loss, on the run's devices."""
     can_checkpoint = True
 
-    def __init__(self, run, saved=None, loss_fn=None):
+    def __init__(self, run, saved=None, loss_fn=None, network=None):
+        """`network(classes)`: an uninitialised Gluon block to train instead of the
+        network cfg.model describes (library use; config.yaml still records cfg.model)."""
         cfg = self.cfg = run.cfg
         self.run, self.ctxs = run, run.ctxs
         self.loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
-        self.net = build_net(cfg.model, cfg.data.dataset, run.data.classes)
+        self.net = (network(run.data.classes) if network else
+                    build_net(cfg.model, cfg.data.dataset, run.data.classes))
         mx.random.seed(cfg.run.seed)
         np.random.seed(cfg.run.seed)
         self.net.initialize(he_init(), ctx=self.ctxs)
@@ -175,14 +184,13 @@ class GluonBackend(Backend):
         return self.ctxs
 
     def step(self, x, y):
-        x, y = self.run.rows(x, y)
         losses, outs, ys = train_step(self.net, self.trainer, self.loss_fn,
                                       x.astype(self.cfg.optim.dtype, copy=False), y, self.ctxs,
                                       self.run.batch)
         return list(zip(losses, outs, ys))
 
     def sync_statistics(self):
-        sync_running_stats(self.net)
+        sync_running_stats(self.net, self.run.group)
 
     def evaluate(self, split='test'):
         return evaluate(self.net, self.run.data, self.ctxs, self.run.batch, split=split)[:2]
@@ -217,7 +225,7 @@ class Loop:
     def __init__(self, run, backend, saved=None, progress=True, echo=print):
         self.run, self.backend, self.cfg, self.echo = run, backend, run.cfg, echo
         self.iteration = saved['iteration'] if saved else 0
-        self.meter = Meter(backend.output_ctxs(), saved and saved['meter'])
+        self.meter = Meter(backend.output_ctxs(), saved and meter_of(saved['meter'], run.rank))
         self.best = tuple(saved['best']) if saved else (None, None)
         self.elapsed = saved['elapsed'] if saved else 0.0     # of earlier sessions
         self.last_test = self.last_train = None
@@ -276,7 +284,7 @@ class Loop:
         run, inflight = self.run, None
         while self.iteration < run.max_iters:
             epoch, first = divmod(self.iteration, run.steps)
-            batches = run.data.train_batches(run.batch, self.cfg.run.seed, epoch, first)
+            batches = run.train_batches(epoch, first)
             with contextlib.closing(batches):
                 for x, y in batches:
                     outputs = self.backend.step(x, y)
@@ -310,7 +318,9 @@ class Loop:
         self.paused += time.time() - begin
 
     def _log_train(self):
-        loss_sum, err_sum, images = self.meter.totals()     # sync point: all work is done
+        # sync point: all work is done; the sums are those of the global batches (every
+        # worker's rows), so a loss that diverges on one worker's rows stops them all
+        loss_sum, err_sum, images = self.run.group.total('meter', self.meter.totals())
         seconds = time.time() - self.tick - self.paused
         if not images:
             return
@@ -318,7 +328,7 @@ class Loop:
         if not np.isfinite(loss):
             raise TrainingDiverged('training loss became %s at iteration %d: %s; %s'
                                    % (loss, self.iteration, self._kept(), self._advice()))
-        rate = images * self.run.workers / max(seconds, 1e-9)
+        rate = images / max(seconds, 1e-9)
         lr = schedule.lr_at(self.cfg.optim, self.iteration - 1)    # the interval's last
         self._write(lr=lr, train_loss=loss, train_err=err_sum / images, img_per_sec=rate)
         self.bar.set_postfix(loss='%.3f' % loss, lr='%g' % lr, img_s='%.0f' % rate,
@@ -390,6 +400,7 @@ class Loop:
     def save(self, which):
         """A checkpoint of the run: the backend's state and the loop's position."""
         self.backend.sync_statistics()      # every worker: they must stay identical
+        meter = self._meter_state()
         if not self.run.writer:
             return
         state = self.backend.state()
@@ -398,10 +409,22 @@ class Loop:
             raise TrainingDiverged('parameter %s became NaN/inf at iteration %d: %s; %s'
                                    % (bad[0], self.iteration, self._kept(), self._advice()))
         checkpoint.save(checkpoint.path(self.run.run_dir, which), dict(
-            state, iteration=self.iteration, meter=self.meter.state(), best=self.best,
+            state, iteration=self.iteration, meter=meter, best=self.best,
             elapsed=self.now(), config=self.cfg.to_dict(),
             data=data_fingerprint(self.run.data),
             rng={'seed': self.cfg.run.seed, 'reseeded_at': self.iteration}))
+
+    def _meter_state(self):
+        """The running sums of the log interval for a checkpoint; of a distributed run,
+        every worker's (by rank: the rank decides the rows of the batch a worker reads)."""
+        state = self.meter.state()
+        if self.run.workers == 1:
+            return state
+        n = len(state['loss'])
+        rows = self.run.group.gather('meter state', state['loss'] + state['err']
+                                     + [state['images']])
+        return dict(state, workers=[dict(loss=r[:n], err=r[n:2 * n], images=int(r[2 * n]))
+                                    for r in rows])
 
     def _summary(self):
         run = self.run
@@ -424,6 +447,11 @@ class Loop:
             summary['curves'] = plot_runs({os.path.basename(os.path.normpath(run.run_dir)):
                                            run.run_dir}, os.path.join(run.run_dir, 'curves.png'))
         return summary
+
+
+def meter_of(saved, rank):
+    """A worker's running sums in a checkpoint's meter state."""
+    return saved['workers'][rank] if 'workers' in saved else saved
 
 
 def divergence_cause(optim, iteration):
@@ -465,8 +493,24 @@ def check_resumed_data(saved, cfg, data, echo):
              'dataset name, sizes and statistics)' % (cfg.data.data_dir, old_dir))
 
 
-def fit(cfg, progress=True, echo=print):
+def check_same_start(run, saved):
+    """Every worker of a distributed run starts where worker 0 does, with its recipe: they
+    all read the checkpoint from the run dir, which must therefore be on a filesystem all
+    of them share (each worker's weights, BN statistics and momentum come from it)."""
+    start = saved['iteration'] if saved else 0
+    digest = int(hashlib.sha256(json.dumps(run.cfg.to_dict(), sort_keys=True).encode())
+                 .hexdigest()[:6], 16)                  # < 2**24: exact in float32
+    if run.group.disagreeing('start', [start, digest]):
+        raise UserError('the workers would not start alike (this worker, rank %d: from %s of '
+                        '%s; another: elsewhere, or with other options): give every worker the '
+                        'same command, and a --run-dir on a filesystem all of them share'
+                        % (run.rank, 'iteration %d' % start if saved else 'scratch',
+                           run.run_dir))
+
+
+def fit(cfg, progress=True, echo=print, network=None):
     """Train (or resume) the run `cfg` describes with the Gluon backend; returns a summary.
+    `network(classes)` replaces cfg.model's network (see GluonBackend).
     --restart moves an earlier run in the run dir aside instead of resuming it."""
     run = Run(cfg)
     with run.closed_on_error():
@@ -474,7 +518,10 @@ def fit(cfg, progress=True, echo=print):
         saved = None if restart else checkpoint.resume_state(cfg, run.writer, run.max_iters)
         if saved:
             check_resumed_data(saved, cfg, run.data, echo)
-        backend = GluonBackend(run, saved)
+        check_same_start(run, saved)
+        from .memory import MirroredBackend     # --memory-saving (it imports this module)
+        backend = (MirroredBackend(run, saved, network=network, echo=echo)
+                   if cfg.run.memory_saving else GluonBackend(run, saved, network=network))
         if restart and run.writer:
             moved = rundir.move_aside(run.run_dir, run.owner)
             if moved:

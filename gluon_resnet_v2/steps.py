@@ -51,8 +51,9 @@ class Meter:
         self.images = 0
 
 
-def sync_running_stats(net):
-    """Average the BatchNorm running statistics over the devices.
+def sync_running_stats(net, workers=None):
+    """Average the BatchNorm running statistics over the devices, then over the workers
+    of a distributed run (`workers`: a workers.Workers).
 
     Each device normalises its own share of the batch (as the paper's 2 x 64 setup) and so
     accumulates its own running mean/variance; evaluation and checkpoints need one value.
@@ -60,14 +61,21 @@ def sync_running_stats(net):
     # BatchNorm writes its running statistics during backward without the engine ordering
     # later reads after those writes (measured in MXNet 1.9): wait for all pending work.
     mx.nd.waitall()
-    for p in net.collect_params().values():
+    stats = [p for p in net.collect_params().values() if p.grad_req == 'null']
+    for p in stats:
         ctxs = p.list_ctx()
-        if p.grad_req != 'null' or len(ctxs) < 2:
+        if len(ctxs) < 2:
             continue
         arrays = [p.data(c) for c in ctxs]
         mean = mx.nd.add_n(*[a.as_in_context(ctxs[0]) for a in arrays]) / len(arrays)
         for a in arrays:
             mean.copyto(a)
+    if workers is not None and workers.count > 1 and stats:
+        firsts = workers.mean('running statistics', [p.data(p.list_ctx()[0]) for p in stats])
+        for p, value in zip(stats, firsts):
+            for a in p.list_data()[1:]:
+                value.copyto(a)
+        mx.nd.waitall()
 
 
 def train_step(net, trainer, loss_fn, x, y, ctxs, global_batch):

@@ -67,12 +67,6 @@ def crop_flip(images, pad, rows, cols, flips):
     return padded[np.arange(n)[:, None, None], row_idx[:, :, None], col_idx[:, None, :]]
 
 
-def augment_cifar(images, pad, rng):
-    """The paper's CIFAR training augmentation on a uint8 NHWC batch."""
-    rows, cols, flips = draw_crop_flip(rng, len(images), pad)
-    return crop_flip(images, pad, rows, cols, flips)
-
-
 def draw_resized_crop(rng, height, width, area=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
     """A random crop box (top, left, h, w): a fraction `area` of the image, aspect w/h in
     `ratio` (log-uniform). Ten tries, then the largest central square (a fallback for

@@ -1,7 +1,7 @@
 """The dataset interface the trainer consumes, and its in-memory implementation.
 
-Every dataset is a `BatchSource`: `train_batches(batch_size, seed, epoch, start)` yields
-the batches [start, steps) of one epoch, `eval_batches(split, batch_size)` the whole test
+Every dataset is a `BatchSource`: `train_batches(batch_size, seed, epoch, start, part)`
+yields the batches [start, steps) of one epoch (or one worker's rows of each), `eval_batches(split, batch_size)` the whole test
 split (or the validation split held out of the training images with --val-size) in
 order. Subclasses provide only how to build one batch from image indices.
 """
@@ -24,8 +24,10 @@ class BatchSource:
     """Batch scheduling shared by all datasets (see loader.py for the RNG contract).
 
     Subclasses set classes, num_train, num_test, num_val, mean, std, num_workers and
-    implement `_train_batch(indices, rng)` and `_eval_batch(split, indices)` ('test' or
-    'val'), each returning (x, y): x float32 NCHW normalised, y int32.
+    implement `_train_batch(indices, rng, rows)` and `_eval_batch(split, indices)` ('test'
+    or 'val'), each returning (x, y): x float32 NCHW normalised, y int32. `rows` (a slice)
+    is the part of the batch to build: every random choice is drawn for the whole batch,
+    so a worker's rows are exactly those rows of the batch one process would build.
     """
     name = 'dataset'
     num_val = 0            # images held out of the training split for validation
@@ -45,17 +47,24 @@ class BatchSource:
                                                                 self.name))
         return self.num_train // batch_size
 
-    def train_batches(self, batch_size, seed, epoch, start=0):
+    def train_batches(self, batch_size, seed, epoch, start=0, part=(0, 1)):
         """Batches start .. steps_per_epoch-1 of `epoch`, identical to the same batches of
-        an iteration started at 0, for any num_workers."""
+        an iteration started at 0, for any num_workers. part=(index, count): only rows
+        [index * n, (index + 1) * n) of each batch, n = batch_size / count (the share of
+        one of `count` distributed workers, which reads and decodes no other image)."""
         steps = self.steps_per_epoch(batch_size)
         if not 0 <= start <= steps:
             raise ValueError('start batch %d is outside 0..%d' % (start, steps))
+        index, count = part
+        if batch_size % count or not 0 <= index < count:
+            raise ValueError('part %d of %d does not divide a batch of %d' % (index, count,
+                                                                               batch_size))
+        rows = slice(index * batch_size // count, (index + 1) * batch_size // count)
         order = epoch_order(seed, epoch, self.num_train)
 
         def make(b):
             return self._train_batch(order[b * batch_size:(b + 1) * batch_size],
-                                     batch_rng(seed, epoch, b))
+                                     batch_rng(seed, epoch, b), rows)
         return self._iterators.start(make, range(start, steps), self.num_workers)
 
     def eval_batches(self, split, batch_size):
@@ -144,9 +153,11 @@ class InMemoryData(BatchSource):
         self.train_names = names[0][:n] if names[0] is not None else None
         self.test_names = names[1]
 
-    def _train_batch(self, indices, rng):
-        images = augment.augment_cifar(self.train_x[indices], self.pad, rng)
-        return augment.normalize(images, self.mean, self.std), self.train_y[indices]
+    def _train_batch(self, indices, rng, rows=slice(None)):
+        draws = augment.draw_crop_flip(rng, len(indices), self.pad)      # the whole batch's
+        images = augment.crop_flip(self.train_x[indices[rows]], self.pad,
+                                   *(d[rows] for d in draws))
+        return augment.normalize(images, self.mean, self.std), self.train_y[indices[rows]]
 
     def _eval_batch(self, split, indices):
         x, y = (self.test_x, self.test_y) if split == 'test' else (self.val_x, self.val_y)

@@ -135,10 +135,13 @@ class RecordData(BatchSource):
         x = augment.normalize(np.stack(images), self.mean, self.std)
         return x, np.asarray(labels, np.int32)
 
-    def _train_batch(self, indices, rng):
-        # one generator, drawn image by image in batch order: reproducible per batch
-        return self._batch(self._train, indices,
-                           lambda im: augment.random_resized_crop(im, self.crop_size, rng))
+    def _train_batch(self, indices, rng, rows=slice(None)):
+        # one generator per image, seeded from the whole batch's draw: reproducible per
+        # batch, and a worker's rows need no other image decoded (the number of draws of
+        # a crop depends on the image's size)
+        seeds = iter(rng.integers(0, 2 ** 63, size=len(indices))[rows])
+        return self._batch(self._train, indices[rows], lambda im: augment.random_resized_crop(
+            im, self.crop_size, np.random.default_rng(next(seeds))))
 
     def _eval_batch(self, split, indices):
         source, offset = (self._val, 0) if split == 'test' else (self._train, self._val_start)
