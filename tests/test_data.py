@@ -251,6 +251,28 @@ def test_determinism_resume_and_worker_independence(sample):
     assert not np.array_equal(full[0][1], run(0, seed=2)[0][1])
 
 
+def test_a_workers_part_is_its_rows_of_the_full_batch(sample, rec_dir):
+    """A distributed worker builds only its rows of each batch: exactly the rows one process
+    builds (every random choice is drawn for the whole batch), for in-memory and RecordIO
+    data, and it reads no other image."""
+    imagenet = build_data(cfg(dataset='imagenet', data_dir=str(rec_dir[0]), crop_size=16))
+    for data, batch in ((sample, 12), (imagenet, 8)):
+        full = list(data.train_batches(batch, 3, 1, start=1))
+        parts = [list(data.train_batches(batch, 3, 1, start=1, part=(k, 4))) for k in range(4)]
+        assert len(full) == len(parts[0]) == data.steps_per_epoch(batch) - 1
+        for b, (x, y) in enumerate(full):
+            np.testing.assert_array_equal(np.concatenate([p[b][0] for p in parts]), x)
+            np.testing.assert_array_equal(np.concatenate([p[b][1] for p in parts]), y)
+        assert parts[3][0][0].shape[0] == batch // 4
+    read = []
+    imagenet._train.read = lambda i, read_=imagenet._train.read: read.append(i) or read_(i)
+    next(iter(imagenet.train_batches(8, 3, 1, part=(1, 2))))
+    assert sorted(read) == sorted(epoch_order(3, 1, 40)[4:8])
+    with pytest.raises(ValueError, match='part 1 of 3'):
+        sample.train_batches(8, 0, 0, part=(1, 3))
+    imagenet.close()
+
+
 def test_an_epoch_uses_every_image_once(sample):
     ys = np.concatenate([y for _, y in sample.train_batches(100, seed=3, epoch=4)])
     np.testing.assert_array_equal(np.sort(ys), np.sort(sample.train_y))
