@@ -86,7 +86,8 @@ def deterministic(enabled):
                         'those variables first' % (
                             ' '.join('%s=%s' % kv for kv in DETERMINISTIC.items()),
                             ', '.join('%s=%s' % kv for kv in wrong.items())))
-    return scoped(DETERMINISTIC)
+    # without oneDNN every operator logs a "storage type fallback" once: not a problem
+    return scoped(DETERMINISTIC, defaults={'MXNET_STORAGE_FALLBACK_LOG_VERBOSE': '0'})
 
 
 # What MXNet 1.9.1's graph executor prints at every bind with MXNET_SUBGRAPH_BACKEND=NONE,

@@ -1,0 +1,46 @@
+"""dist_sync computes what one process computes: jobs of 2 workers and 1 server over
+loopback, started by gluon_resnet_v2.launch, compared with one process by
+scripts/bench_dist_sync.py (which runs 20 trials; a handful here).
+
+What each trial checks: the workers' final checkpoint against the reference's, every
+parameter within 1e-6, and the logged training losses (of the global batch) within 1e-6
+relative. --resume: the whole job is SIGKILLed after its first checkpoint and rerun; it
+must end bit-identical to the uninterrupted job."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from support import REPO, env1
+
+BENCH = [sys.executable, str(REPO / 'scripts' / 'bench_dist_sync.py')]
+
+
+def bench(*args):
+    done = subprocess.run(BENCH + list(args), cwd=REPO, env=env1(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    return done.stdout
+
+
+def test_bn_free_workers_equal_one_process_on_the_combined_batch():
+    """Worker k's rows are rows k of each global batch; the servers sum the gradients; with
+    no BatchNorm that is the gradient of the whole batch on one device."""
+    out = bench('--trials', '3')
+    trials = re.findall(r'max \|dist - one process\| (\S+) \(.*\), logged losses (\S+) apart'
+                        r'.*  (ok|FAILED)', out)
+    assert len(trials) == 3, out
+    assert all(float(p) <= 1e-6 and float(l) <= 1e-6 for p, l, _ in trials), out
+    assert 'equivalent: 3/3' in out
+
+
+@pytest.mark.parametrize('net', ['resnet20'])
+def test_batchnorm_statistics_are_averaged_and_a_killed_job_resumes_exactly(net):
+    """With BN each worker normalises its own rows, as each device does in one process on
+    2 contexts: weights and BN running statistics (averaged over the workers before the
+    checkpoint) equal that process's; a whole-job kill and rerun changes nothing."""
+    out = bench('--trials', '1', '--net', net, '--resume', '--iters', '4')
+    assert 'reference: one process on 2 context(s)' in out
+    assert re.search(r'max \|dist - one process\| 0 .*max diff 0  ok', out), out
+    assert 'equivalent: 1/1' in out
