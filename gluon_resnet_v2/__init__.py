@@ -6,8 +6,17 @@ Importing the package loads no MXNet and changes no environment variable; the ne
 Gluon blocks import MXNet when the first one is built. For library use set
 OMP_NUM_THREADS before MXNet is imported (unset, MXNet uses half the cores); the
 command-line tools do it themselves (environ.py).
+
+The one thing importing it may load: with the GPU environment (requirements-gpu.lock:
+mxnet-cu112 and NVIDIA's CUDA 11 wheels) it preloads those wheels' CUDA libraries, which
+MXNet needs but cannot find by itself (cuda.py); with the CPU wheel it loads nothing.
 """
-from .models import CIFAR_DEPTHS, PLACEMENTS, SHORTCUTS, build_resnet, get_model, list_models
+from .cuda import preload as _preload_cuda
+
+_preload_cuda()                 # before any module of the package can import MXNet
+
+from .models import (CIFAR_DEPTHS, PLACEMENTS, SHORTCUTS, build_resnet,  # noqa: E402
+                     get_model, list_models)
 
 __all__ = ['CIFAR_DEPTHS', 'PLACEMENTS', 'SHORTCUTS', 'build_resnet', 'get_model', 'list_models',
            'he_init', 'init_model']

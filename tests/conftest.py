@@ -10,3 +10,7 @@ parent in gradients by up to 7 %, measured with the variable unset; `make test` 
 import os
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
+
+# With the GPU environment (make gpu), importing the package preloads the CUDA libraries
+# MXNet needs (gluon_resnet_v2/cuda.py): before any test module's `import mxnet`.
+import gluon_resnet_v2  # noqa: E402,F401

@@ -110,6 +110,7 @@ CASES = {
     'negative checkpoint interval': Case('train', ['--checkpoint-interval', '-5'],
                                          '--checkpoint-interval -5'),
     'negative gpu id': Case('train', ['--gpus', '-1'], '--gpus -1 is out of range'),
+    'repeated gpu ids': Case('train', ['--gpus', '0,0'], '--gpus 0,0: GPU 0 is listed 2 times'),
     'lr step 0': Case('train', ['--lr-steps', '0,5'], 'values >= 1'),
     'batch 0': Case('train', ['--batch-size', '0'], '--batch-size 0'),
     # ---- train: wrongly typed values in a config file
@@ -185,6 +186,8 @@ CASES = {
     'evaluate negative gpu id': Case('evaluate', ['--run-dir', '{run}', '--gpus', '-1'],
                                      '--gpus -1'),
     'evaluate no cpus': Case('evaluate', ['--run-dir', '{run}', '--cpus', '0'], '--cpus 0'),
+    'evaluate repeated gpu ids': Case('evaluate', ['--run-dir', '{run}', '--gpus', '1,0,1'],
+                                      'GPU 1 is listed 2 times'),
     'evaluate no run': Case('evaluate', ['--run-dir', '{tmp}/empty'], 'no checkpoint'),
     'evaluate run and params': Case('evaluate', ['--run-dir', '{run}', '--params', '{file}'],
                                     'exactly one of'),
@@ -228,6 +231,8 @@ CASES = {
                          process=True),
     'process plot usage': Case('plot', [], "Missing argument 'RUNS...'", process=True),
     'process demo': Case('demo', ['--cpus', '0'], '--cpus 0', process=True),
+    'process repeated gpu ids': Case('train', ['--gpus', '1,1'], 'GPU 1 is listed 2 times',
+                                     process=True),
 }
 
 
