@@ -67,6 +67,7 @@ CASES = {
                                       'does not aggregate'),
     'dist without launcher': Case('train', ['--kvstore', 'dist_sync'],
                                   'needs a distributed launch'),
+    'dist_async': Case('train', ['--kvstore', 'dist_async'], 'use --kvstore dist_sync'),
     'bad lr steps': Case('train', ['--lr-steps', '9,3'], '--lr-steps must be increasing'),
     'warm-up above lr': Case('train', ['--warmup-iters', '2', '--lr', '0.001'],
                              '--warmup-lr 0.01 must be in (0, --lr 0.001]'),

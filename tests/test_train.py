@@ -377,11 +377,10 @@ def free_port():
 
 
 def test_dist_sync_two_workers_train_one_run(tmp_path):
-    """A scheduler, a server and two worker processes over loopback (what MXNet's launcher
-    starts on several machines): both workers finish, worker 0 alone writes the run.
-
-    Their weights are not compared with a 2-device local run here: in repeated trials they
-    matched it bit for bit in most runs and differed in some (see the README)."""
+    """A scheduler, a server and two worker processes over loopback, started by hand with
+    the DMLC_* variables (as on machines without our launcher): both workers finish, worker
+    0 alone writes the run. That they compute what one process computes, and log the loss
+    of the global batch: tests/test_dist.py."""
     args = QUICK + ['--max-iters', '4', '--log-interval', '2', '--eval-interval', '0',
                     '--checkpoint-interval', '0']
     dist_env = dict(env1(), DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(free_port()),
@@ -409,7 +408,6 @@ def test_dist_sync_two_workers_train_one_run(tmp_path):
     assert [r['iteration'] for r in records if r['train_loss'] is not None] == [2, 4]
     state = checkpoint.load(str(tmp_path / 'dist' / checkpoint.LATEST))
     assert state['iteration'] == 4 and state['config']['run']['kvstore'] == 'dist_sync'
-    # each worker logs the mean over its own half of the global batch (16 of 32 images)
     assert all(np.isfinite(r['train_loss']) for r in records if r['train_loss'] is not None)
 
 
