@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 import tempfile
+import traceback
 import typing
 from dataclasses import fields
 
@@ -234,6 +235,11 @@ def main_wrapper(command):
     exit code 2."""
     @functools.wraps(command)
     def run(args=None):
+        if os.environ.get('DMLC_ROLE') == 'worker':
+            return exit_without_barrier(lambda: checked(args))
+        return checked(args)
+
+    def checked(args):
         try:
             with environ.command_line():
                 command.main(args=args, standalone_mode=False)
@@ -256,4 +262,27 @@ def main_wrapper(command):
             click.echo('interrupted', err=True)
             sys.exit(130)
     return run
+
+
+def exit_without_barrier(main):
+    """Run `main` in a worker of a distributed job. If it stops with an error, exit at once
+    with its code: at a normal exit MXNet's kvstore waits in a barrier for every worker,
+    and a worker that failed alone would wait there forever (as would the others, in
+    their next exchange), so the launcher would never learn of the failure."""
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == 0:
+            raise
+        stop(code)
+    except BaseException:
+        traceback.print_exc()
+        stop(1)
+
+
+def stop(code):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 

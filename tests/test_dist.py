@@ -44,3 +44,30 @@ def test_batchnorm_statistics_are_averaged_and_a_killed_job_resumes_exactly(net)
     assert 'reference: one process on 2 context(s)' in out
     assert re.search(r'max \|dist - one process\| 0 .*max diff 0  ok', out), out
     assert 'equivalent: 1/1' in out
+
+
+def test_a_worker_that_fails_alone_ends_the_job(tmp_path):
+    """A worker that stops with an error exits at once (without MXNet's exit barrier, where
+    it would wait for the others forever): the launcher sees it and stops the job."""
+    script = tmp_path / 'worker.py'
+    script.write_text(
+        'import sys\n'
+        'from gluon_resnet_v2 import engine\n'
+        'from gluon_resnet_v2.train import run\n'
+        'log_train = engine.Loop._log_train\n'
+        'def failing(self):\n'
+        '    if self.run.rank == 1 and self.iteration == 2:\n'
+        '        raise RuntimeError("worker 1 fails alone")\n'
+        '    return log_train(self)\n'
+        'engine.Loop._log_train = failing\n'
+        'run()\n')
+    command = [sys.executable, '-m', 'gluon_resnet_v2.launch', '-n', '2', '-s', '1', '--',
+               sys.executable, str(script), '--dataset', 'cifar10-sample', '--depth', '8',
+               '--batch-size', '8', '--max-iters', '50', '--warmup-iters', '0',
+               '--num-workers', '0', '--eval-interval', '0', '--log-interval', '1',
+               '--kvstore', 'dist_sync', '--run-dir', str(tmp_path / 'run')]
+    done = subprocess.run(command, cwd=REPO, env=env1(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert 'RuntimeError: worker 1 fails alone' in done.stdout + done.stderr
+    assert re.search(r'error: worker \d \(pid \d+\) exited with code 1', done.stderr)

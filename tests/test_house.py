@@ -52,8 +52,8 @@ print(json.dumps({"mxnet": "mxnet" in sys.modules, "pyplot": "matplotlib.pyplot"
     ['gluon_resnet_v2', 'gluon_resnet_v2.config', 'gluon_resnet_v2.runlog',
      'gluon_resnet_v2.plotting', 'gluon_resnet_v2.cli', 'gluon_resnet_v2.models',
      'gluon_resnet_v2.data', 'gluon_resnet_v2.train', 'gluon_resnet_v2.evaluate',
-     'gluon_resnet_v2.export', 'gluon_resnet_v2.runs', 'legacy_symbol.train',
-     'legacy_symbol.compare.cli']])
+     'gluon_resnet_v2.export', 'gluon_resnet_v2.runs', 'gluon_resnet_v2.launch',
+     'legacy_symbol.train', 'legacy_symbol.compare.cli']])
 def test_importing_loads_no_mxnet_nor_pyplot_and_sets_no_variable(modules):
     import json
     env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
@@ -65,8 +65,8 @@ def test_importing_loads_no_mxnet_nor_pyplot_and_sets_no_variable(modules):
 
 @pytest.mark.parametrize('command', ['gluon_resnet_v2.train', 'gluon_resnet_v2.evaluate',
                                      'gluon_resnet_v2.export', 'gluon_resnet_v2.plotting',
-                                     'gluon_resnet_v2.runs', 'legacy_symbol.train',
-                                     'legacy_symbol.compare'])
+                                     'gluon_resnet_v2.runs', 'gluon_resnet_v2.launch',
+                                     'legacy_symbol.train', 'legacy_symbol.compare'])
 def test_help_answers_without_loading_mxnet(command):
     code = ('import runpy, sys; sys.argv = ["x", "--help"]\n'
             'try:\n    runpy.run_module(%r, run_name="__main__")\n'
