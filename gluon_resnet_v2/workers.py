@@ -34,9 +34,10 @@ class Workers:
 
         Left to the Trainer's first step, that broadcast runs just before the step's
         gradient push-pull, and a fast worker's first push can overlap a slow worker's pull
-        of the initial weights: measured (2 workers, 1 server, loopback), in 5 of 20 jobs
-        one worker then held the first summed gradient in place of the weights of the last
-        parameters (the run silently trained two different models); with this, 0 of 60."""
+        of the initial weights: measured (2 workers, 1 server, loopback), in 4 and 5 of 20
+        jobs one worker then held the first summed gradient in place of the weights of the
+        last parameters (the run silently trained two different models); with this, none
+        in 45 jobs (scripts/bench_dist_sync.py)."""
         if self.count == 1:
             return
         if not trainer._kv_initialized:        # MXNet 1.9.1 (final): what step() does first

@@ -17,8 +17,8 @@ from support import REPO, env1
 BENCH = [sys.executable, str(REPO / 'scripts' / 'bench_dist_sync.py')]
 
 
-def bench(*args):
-    done = subprocess.run(BENCH + list(args), cwd=REPO, env=env1(), capture_output=True,
+def bench(*args, env=None):
+    done = subprocess.run(BENCH + list(args), cwd=REPO, env=env or env1(), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode in (0, 1), done.stderr[-2000:]
     return done.stdout
@@ -43,6 +43,15 @@ def test_batchnorm_statistics_are_averaged_and_a_killed_job_resumes_exactly(net)
     out = bench('--trials', '1', '--net', net, '--resume', '--iters', '4')
     assert 'reference: one process on 2 context(s)' in out
     assert re.search(r'max \|dist - one process\| 0 .*max diff 0  ok', out), out
+    assert 'equivalent: 1/1' in out
+
+
+def test_with_onednn_kernels_too():
+    """oneDNN on (training's default): the jobs start (the weights stay in MXNet's own
+    layout for the kvstore) and equal one process on 2 contexts."""
+    env = {k: v for k, v in env1().items() if k != 'MXNET_MKLDNN_ENABLED'}
+    out = bench('--trials', '1', '--net', 'resnet20', '--onednn', env=env)
+    assert re.search(r'max \|dist - one process\| 0 .*  ok', out), out
     assert 'equivalent: 1/1' in out
 
 
