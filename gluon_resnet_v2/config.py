@@ -198,8 +198,10 @@ class OptimConfig(Section):
     max_iters: int = option(64000, 'training length in iterations', valid='[1, inf)')
     epochs: Optional[int] = option(None, 'alternative to --max-iters: train this many epochs',
                                    valid='[1, inf)')
-    dtype: str = option('float32', 'float32 | float16 (with multi-precision master weights)',
-                        ('float32', 'float16'), frozen=True)
+    dtype: str = option('float32', 'float32 | float16 (GPUs: float32 master weights, loss '
+                        'scaling) | bfloat16 (CPUs with AVX512-BF16: convolutions and the '
+                        'classifier in bfloat16, weights, optimizer and loss in float32)',
+                        ('float32', 'float16', 'bfloat16'), frozen=True)
 
     def __post_init__(self):
         super().__post_init__()
@@ -229,6 +231,13 @@ class RunConfig(Section):
     deterministic: bool = option(False, 'bit-reproducible runs: native kernels, one OpenMP '
                                  'thread, data in the main thread (about 4x slower)', frozen=True)
     hybridize: bool = option(True, 'compile the network (static_alloc, static_shape)')
+    sync_bn: bool = option(False, 'BatchNorm statistics over the batch of all devices, not each '
+                           "device's share (SyncBatchNorm; GPUs only, float32): for small "
+                           'per-device batches', frozen=True)
+    # not frozen: the same numbers either way, so a run may resume with or without it
+    memory_saving: bool = option(False, 'train through the graph executor, recomputing most '
+                                 'forward results in backward (memory.py; ResNet-1001 batch '
+                                 '128: 19.3 -> 3.1 GB, 0.7x the speed; same numbers)')
     # the fields that name one run are not taken from a --config file (template=False)
     run_dir: str = option('runs/default', 'where config, log.jsonl, checkpoints and curves.png go '
                           '(created with its parent folders)', template=False)
@@ -246,6 +255,16 @@ class RunConfig(Section):
                                 'end)', valid='[0, inf)')
     checkpoint_interval: int = option(1000, 'iterations between checkpoints (0 = only at the end)',
                                       valid='[0, inf)')
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.sync_bn and not self.gpus:
+            # measured: MXNet's SyncBatchNorm blocks an engine thread at each BN layer until
+            # every device has arrived; CPU contexts share one worker pool and one pool of
+            # temporary memory, so the devices wait on each other for ever
+            raise ConfigError('--sync-bn needs --gpus: on CPU contexts MXNet\'s SyncBatchNorm '
+                              'deadlocks; drop --sync-bn (each device then normalises its own '
+                              'share of the batch)')
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,14 @@ from dataclasses import replace
 
 import mxnet as mx
 import numpy as np
-from mxnet import gluon
+from mxnet import autograd, gluon
 
-from . import checkpoint, he_init, rundir, runlog, schedule
+from . import bf16, checkpoint, he_init, rundir, runlog, schedule
 from .data import build_data, input_size
 from .devices import contexts
 from .errors import RunInterrupted, TrainingDiverged, UserError
-from .factory import build_net, check_dtype, check_model, kvstore_setup
+from .factory import build_net, check_dtype, check_model, kvstore_setup, norm_layer
+from .precision import LossScaler
 from .steps import Meter, local_batch, reseed, score, sync_running_stats, train_step
 from .workers import Workers
 
@@ -155,38 +156,53 @@ class GluonBackend(Backend):
         self.run, self.ctxs = run, run.ctxs
         self.loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
         self.net = (network(run.data.classes) if network else
-                    build_net(cfg.model, cfg.data.dataset, run.data.classes))
+                    build_net(cfg.model, cfg.data.dataset, run.data.classes,
+                              norm_layer(cfg.run.sync_bn, self.ctxs, cfg.optim.dtype)))
+        # float16: dynamic loss scaling, its scale and counts resumed from the checkpoint
+        self.scaler = (LossScaler(saved=saved and saved.get('loss_scaler'))
+                       if cfg.optim.dtype == 'float16' else None)
         mx.random.seed(cfg.run.seed)
         np.random.seed(cfg.run.seed)
         self.net.initialize(he_init(), ctx=self.ctxs)
-        if cfg.optim.dtype != 'float32':
-            self.net.cast(cfg.optim.dtype)
+        # the weights' (and the input's) type: a bfloat16 run keeps a float32 network and
+        # trains it through a graph with bfloat16 casts (bf16.py), built once shapes are known
+        self.dtype = 'float16' if cfg.optim.dtype == 'float16' else 'float32'
+        if self.dtype != 'float32':
+            self.net.cast(self.dtype)
         if saved:     # before any forward pass (see checkpoint.load_params_into)
             checkpoint.load_params_into(self.net, saved['params'], 'checkpoint')
-        self.net(mx.nd.zeros((1, 3) + run.input_size(), ctx=self.ctxs[0],
-                             dtype=cfg.optim.dtype))     # finish deferred shapes
+        finish_shapes(self.net, self.ctxs if cfg.run.sync_bn else self.ctxs[:1],
+                      (1, 3) + run.input_size(), self.dtype)
+        # what step() trains; evaluations, checkpoints and BN statistics use self.net, on
+        # the same Parameters (a bfloat16 run is evaluated in float32, as evaluate.py does)
+        self.train_net = (bf16.training_block(self.net) if cfg.optim.dtype == 'bfloat16'
+                          else self.net)
         if cfg.run.hybridize:
             self.net.hybridize(static_alloc=True, static_shape=True)
+            self.train_net.hybridize(static_alloc=True, static_shape=True)
         iteration = saved['iteration'] if saved else 0
         # Only trainable parameters go to the Trainer: at its first step it broadcasts
         # every parameter it holds from device 0, and for BN running statistics that copy
         # races with (and wipes) the first iteration's update of them on every device.
         trainable = [p for p in self.net.collect_params().values() if p.grad_req != 'null']
+        # the loss scaler checks the summed gradients before it updates: not on the kvstore
         self.trainer = gluon.Trainer(trainable, cfg.optim.optimizer,
                                      schedule.optimizer_params(cfg.optim, iteration),
                                      kvstore=run.kv,
-                                     update_on_kvstore=False if run.workers > 1 else None)
+                                     update_on_kvstore=(False if run.workers > 1 or self.scaler
+                                                        else None))
         if saved:
             checkpoint.restore_trainer(self.trainer, saved['trainer'])
+        run.group.start(self.trainer)         # several workers: the same weights everywhere
         reseed(cfg.run.seed, iteration)
 
     def output_ctxs(self):
         return self.ctxs
 
     def step(self, x, y):
-        losses, outs, ys = train_step(self.net, self.trainer, self.loss_fn,
-                                      x.astype(self.cfg.optim.dtype, copy=False), y, self.ctxs,
-                                      self.run.batch)
+        x = as_dtype(x, self.dtype, self.ctxs[0])
+        losses, outs, ys = train_step(self.train_net, self.trainer, self.loss_fn, x, y, self.ctxs,
+                                      self.run.batch, self.scaler)
         return list(zip(losses, outs, ys))
 
     def sync_statistics(self):
@@ -196,8 +212,17 @@ class GluonBackend(Backend):
         return evaluate(self.net, self.run.data, self.ctxs, self.run.batch, split=split)[:2]
 
     def state(self):
-        return dict(params=checkpoint.params_to_numpy(self.net),      # sync point
-                    trainer=checkpoint.trainer_states(self.trainer))
+        state = dict(params=checkpoint.params_to_numpy(self.net),      # sync point
+                     trainer=checkpoint.trainer_states(self.trainer))
+        if self.scaler:
+            state['loss_scaler'] = self.scaler.state()
+        return state
+
+    def finish(self, run_dir, iteration):
+        """float16: the final loss scale and the steps skipped for overflow, in the summary."""
+        if not self.scaler:
+            return {}
+        return {'loss_scale': self.scaler.scale, 'skipped_steps': self.scaler.skipped}
 
 
 def evaluate(net, data, ctxs, batch_size, topk=5, split='test'):
@@ -206,12 +231,32 @@ def evaluate(net, data, ctxs, batch_size, topk=5, split='test'):
     dtype = next(iter(net.collect_params().values())).dtype
 
     def predict(x, y):
-        xs = gluon.utils.split_and_load(x.astype(dtype, copy=False), ctxs, even_split=False)
+        xs = gluon.utils.split_and_load(as_dtype(x, dtype, ctxs[0]), ctxs, even_split=False)
         ys = gluon.utils.split_and_load(y, ctxs, even_split=False)
         outs = [(net(xi).astype('float32'), yi.astype('float32')) for xi, yi in zip(xs, ys)]
         return [(loss_fn(out, label), out, label) for out, label in outs]
     with data.eval_batches(split, batch_size) as batches:
         return score(batches, predict, ctxs, topk)
+
+
+def finish_shapes(net, ctxs, shape, dtype):
+    """Finish the deferred parameter shapes with a forward pass of zeros on `ctxs`.
+
+    In training mode: an inference-mode forward lets oneDNN reorder the convolution weights
+    in place into its own layout, which the dist kvstore cannot push ("Reorder2Default()
+    first"); BN's running statistics are written in backward only (MXNet 1.9), so this
+    forward leaves them alone. --sync-bn needs every device (each training-mode
+    SyncBatchNorm waits for all of them: measured, on the first alone it never returns)."""
+    with autograd.train_mode():
+        for ctx in ctxs:
+            net(mx.nd.zeros(shape, ctx=ctx, dtype=dtype))
+
+
+def as_dtype(x, dtype, ctx):
+    """A numpy batch for a network of `dtype`: split_and_load makes float32 of any numpy
+    array, so a float16 batch goes to the first device as an NDArray of that dtype (a
+    float32 one stays numpy and goes straight to each device)."""
+    return x if dtype == 'float32' else mx.nd.array(x, ctx=ctx, dtype=dtype)
 
 
 class Loop:
@@ -357,6 +402,9 @@ class Loop:
         if self.run.data.num_val:
             values['val_loss'], values['val_err'] = self.backend.evaluate('val')
         values['test_loss'], values['test_err'] = self.backend.evaluate('test')
+        # the workers' values can differ in the last bit (kernels); their mean is one value
+        # on every worker, so all of them make the same choice of the best checkpoint
+        values = dict(zip(values, self.run.group.mean_of('evaluation', list(values.values()))))
         self._write(**values)
         selected = values.get('val_err', values['test_err'])   # validation when there is one
         if self.best[0] is None or selected < self.best[0]:
@@ -401,13 +449,13 @@ class Loop:
         """A checkpoint of the run: the backend's state and the loop's position."""
         self.backend.sync_statistics()      # every worker: they must stay identical
         meter = self._meter_state()
-        if not self.run.writer:
-            return
-        state = self.backend.state()
+        state = self.backend.state()        # every worker checks: all of them stop alike
         bad = [n for n, v in state['params'].items() if not np.all(np.isfinite(v))]
         if bad:
             raise TrainingDiverged('parameter %s became NaN/inf at iteration %d: %s; %s'
                                    % (bad[0], self.iteration, self._kept(), self._advice()))
+        if not self.run.writer:
+            return
         checkpoint.save(checkpoint.path(self.run.run_dir, which), dict(
             state, iteration=self.iteration, meter=meter, best=self.best,
             elapsed=self.now(), config=self.cfg.to_dict(),

@@ -66,10 +66,15 @@ def norm_layer(sync_bn, ctxs, dtype='float32'):
 
 
 def check_dtype(dtype, ctxs):
-    """float16 needs GPUs: MXNet's CPU build has no float16 GEMM/convolution."""
+    """float16 needs GPUs: MXNet's CPU build has no float16 GEMM/convolution. bfloat16
+    needs CPUs with AVX512-BF16 and oneDNN on (bf16.check; --deterministic turns it off)."""
     if dtype == 'float16' and any(c.device_type == 'cpu' for c in ctxs):
         raise UserError('--dtype float16 is not supported on CPU contexts (MXNet has no CPU '
-                        'float16 GEMM): use --dtype float32, or train on --gpus')
+                        'float16 GEMM): use --dtype float32, --dtype bfloat16 (CPUs with '
+                        'AVX512-BF16), or train on --gpus')
+    if dtype == 'bfloat16':
+        from . import bf16
+        bf16.check(ctxs)
 
 
 def kvstore_setup(name, ctxs):

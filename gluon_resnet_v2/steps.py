@@ -78,18 +78,25 @@ def sync_running_stats(net, workers=None):
         mx.nd.waitall()
 
 
-def train_step(net, trainer, loss_fn, x, y, ctxs, global_batch):
+def train_step(net, trainer, loss_fn, x, y, ctxs, global_batch, scaler=None):
     """Forward and backward of (x, y) split over `ctxs`, then one optimizer step.
 
     The losses are per-image sums, so `trainer.step(global_batch)` makes the update the
-    mean over the global batch however many devices (and workers) share it."""
+    mean over the global batch however many devices (and workers) share it. With a
+    `scaler` (precision.LossScaler, --dtype float16) the losses are scaled for backward
+    and a step whose gradients overflow is skipped. Scores and losses are float32 either
+    way: float16 scores are cast before the loss (a float32 run casts nothing)."""
     xs = gluon.utils.split_and_load(x, ctxs)
     ys = gluon.utils.split_and_load(y, ctxs)
     with autograd.record():
-        outs = [net(xi) for xi in xs]
+        outs = [net(xi).astype('float32', copy=False) for xi in xs]
         losses = [loss_fn(o, yi) for o, yi in zip(outs, ys)]
-    autograd.backward(losses)
-    trainer.step(global_batch)
+    if scaler is None:
+        autograd.backward(losses)
+        trainer.step(global_batch)
+    else:
+        scaler.backward(losses)
+        scaler.step(trainer, global_batch)
     return losses, outs, ys
 
 

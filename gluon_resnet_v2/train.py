@@ -45,6 +45,9 @@ def summary_text(s):
                 s['iteration'], s['max_iters'], s['seconds'],
                 ', %.0f img/s (median)' % s['img_per_sec'] if s['img_per_sec'] else '')),
             ('run dir', '%s (log.jsonl, curves.png)' % s['run_dir'])]
+    if 'loss_scale' in s:          # --dtype float16
+        rows.insert(3, ('loss scaling', 'final scale %g, %d step(s) skipped for overflow'
+                        % (s['loss_scale'], s['skipped_steps'])))
     table = ['  %-22s %s' % row for row in rows]
     done = ('done: %d iterations; final test error %s, best %s %s (iteration %s); run dir %s'
             % (s['iteration'], pct(s['final_test_err']), 'validation' if which != 'test'

@@ -2,7 +2,7 @@
 
     summary = fit_module(cfg, net='paper')                       # Xavier (He) init
     summary = fit_module(cfg, arg_params=arg, aux_params=aux)   # from given weights
-    summary = fit_module(cfg, mirror='segments')                 # memory mirroring (mirror.py)
+    summary = fit_module(cfg, mirror='segments')      # memory mirroring (gluon_resnet_v2.mirror)
 
 The notes' loop (../../shared/seeds/000_*.txt, "Implementation"): build the symbol,
 `Module(symbol, context=[...])`, `bind`, `init_params(Xavier(gaussian, in, 2))`,
@@ -30,14 +30,14 @@ import mxnet as mx
 import numpy as np
 import yaml
 
-from gluon_resnet_v2 import environ, schedule
+from gluon_resnet_v2 import bf16, environ, schedule
+from gluon_resnet_v2 import mirror as mirroring
 from gluon_resnet_v2.data import dataset_spec
 from gluon_resnet_v2.engine import Backend, Loop, Run
 from gluon_resnet_v2.errors import UserError
 from gluon_resnet_v2.factory import build_net, model_overrides
 from gluon_resnet_v2.steps import score
 
-from . import mirror as mirroring
 from .train import NETS
 
 # The notes' initializer: N(0, sqrt(2 / fan_in)) (He et al. 2015), the distribution of the
@@ -70,10 +70,12 @@ def cross_entropy(prob, label):
     return -mx.nd.log(mx.nd.maximum(mx.nd.pick(prob, label, axis=1), 1e-12))
 
 
-def bind_module(symbol, ctxs, batch, input_shape, policy=None, for_training=True):
+def bind_module(symbol, ctxs, batch, input_shape, policy=None, for_training=True,
+                shared_module=None):
     """A Module of a training symbol (SoftmaxOutput head, label `softmax_label`) bound for
     `batch` images (over all devices) of shape `input_shape`, with the MXNet environment a bind
-    needs (the exact subgraph backend; mirroring as `policy` says, legacy_symbol.mirror).
+    needs (the exact subgraph backend; mirroring as `policy` says, gluon_resnet_v2.mirror).
+    `shared_module`: a bound, initialised Module whose weights (and memory) this one uses.
     Returns (module, mirror plan or None). Every Module set-up of the project is this."""
     shapes = {'data': (batch,) + tuple(input_shape), 'softmax_label': (batch,)}
     with environ.scoped(defaults=EXACT_BACKEND), \
@@ -85,7 +87,7 @@ def bind_module(symbol, ctxs, batch, input_shape, policy=None, for_training=True
         with mirroring.bind_env(policy):
             mod.bind([mx.io.DataDesc('data', shapes['data'])],
                      [mx.io.DataDesc('softmax_label', shapes['softmax_label'])],
-                     for_training=for_training)
+                     for_training=for_training, shared_module=shared_module)
     return mod, plan
 
 
@@ -102,7 +104,7 @@ class ModuleBackend(Backend):
 
     def __init__(self, run, net='paper', mirror=None, arg_params=None, aux_params=None,
                  echo=print):
-        """`mirror`: None, or a `legacy_symbol.mirror` policy ('segments', 'env')."""
+        """`mirror`: None, or a `gluon_resnet_v2.mirror` policy ('segments', 'env')."""
         cfg = run.cfg
         self.run, self.net_name, self.mirror = run, net, mirror
         self.symbol = build_symbol(cfg, net, run.data.classes)
@@ -110,7 +112,11 @@ class ModuleBackend(Backend):
                                           EXACT_BACKEND['MXNET_SUBGRAPH_BACKEND'])
         mx.random.seed(cfg.run.seed)
         np.random.seed(cfg.run.seed)
-        self.mod, self.mirror_plan = bind_module(self.symbol, run.ctxs, run.local_batch,
+        # --dtype bfloat16: the Module trains the symbol with AMP's bfloat16 casts (bf16.py)
+        bfloat16 = cfg.optim.dtype == 'bfloat16'
+        trained = bf16.cast_symbol(self.symbol, ('data', 'softmax_label')) if bfloat16 \
+            else self.symbol
+        self.mod, self.mirror_plan = bind_module(trained, run.ctxs, run.local_batch,
                                                  (3,) + run.input_size(), mirror)
         if run.writer and mirror == 'segments':
             plan = self.mirror_plan
@@ -118,13 +124,17 @@ class ModuleBackend(Backend):
                  '%d ops recomputed in backward)' % (plan['unmirrored_mb'], plan['planned_mb'],
                                                      len(plan['kept']), plan['marked']))
         init_module(self.mod, cfg.optim, run.kv, arg_params, aux_params)
+        # evaluations run in float32, as the Gluon backend's: a bfloat16 run gets an
+        # inference bind of the float32 symbol on the training bind's weights and memory
+        self.eval_mod = bind_module(self.symbol, run.ctxs, run.local_batch,
+                                    (3,) + run.input_size(), for_training=False,
+                                    shared_module=self.mod)[0] if bfloat16 else self.mod
 
     def output_ctxs(self):
         return [self.run.ctxs[0]]            # get_outputs() merges the devices on the first
 
     def step(self, x, y):
         """forward / backward / update on this worker's rows of the global batch."""
-        x, y = self.run.rows(x, y)
         label = mx.nd.array(y, dtype='float32')
         self.mod.forward(mx.io.DataBatch([mx.nd.array(x)], [label]), is_train=True)
         self.mod.backward()
@@ -135,22 +145,25 @@ class ModuleBackend(Backend):
 
     def sync_statistics(self):
         """Wait for BN's statistics (written in backward, unordered for later reads) and, on
-        several devices, give each the average, as the Gluon engine does before evaluating."""
+        several devices or workers, give each the average, as the Gluon engine does."""
         mx.nd.waitall()
-        if len(self.run.ctxs) > 1:
+        if len(self.run.ctxs) > 1 or self.run.workers > 1:
             arg_params, aux_params = self.mod.get_params()     # averaged over the devices
+            names = sorted(aux_params)                         # then over the workers
+            self.run.group.mean('running statistics', [aux_params[n] for n in names])
             self.mod.set_params(arg_params, aux_params)        # and copied back to each
 
     def evaluate(self, split='test'):
-        """Inference-mode forwards of the training bind; the last batch padded to its shape."""
+        """Inference-mode forwards of the training bind (of its float32 twin in a bfloat16
+        run); the last batch padded to its shape."""
         size = self.run.local_batch
 
         def predict(x, y):
             n = len(y)
             if n < size:
                 x = np.concatenate([x, np.zeros((size - n,) + x.shape[1:], x.dtype)])
-            self.mod.forward(mx.io.DataBatch([mx.nd.array(x)]), is_train=False)
-            prob = self.mod.get_outputs()[0][:n]
+            self.eval_mod.forward(mx.io.DataBatch([mx.nd.array(x)]), is_train=False)
+            prob = self.eval_mod.get_outputs()[0][:n]
             label = mx.nd.array(y, ctx=prob.context, dtype='float32')
             return [(cross_entropy(prob, label), prob, label)]
         with self.run.data.eval_batches(split, size) as batches:
@@ -195,9 +208,9 @@ def module_run(cfg, net='paper', mirror=None, arg_params=None, aux_params=None, 
     if mirror is not None and mirror not in mirroring.POLICIES:
         raise UserError('unknown mirror policy %r: choose one of %s'
                         % (mirror, ', '.join(mirroring.POLICIES)))
-    if cfg.optim.dtype != 'float32':
-        raise UserError('--dtype %s: the Module trainer runs float32 only (the symbols '
-                        'have no casts); use the Gluon trainer' % cfg.optim.dtype)
+    if cfg.optim.dtype == 'float16':
+        raise UserError('--dtype float16: the Module trainer runs float32 or bfloat16 only (no '
+                        'loss scaling, which float16 needs); use the Gluon trainer')
     run = Run(cfg, check_network=net == 'paper', preflight=_new_run_dir)
     with run.closed_on_error():
         backend = ModuleBackend(run, net, mirror, arg_params, aux_params, echo)

@@ -22,8 +22,7 @@ from gluon_resnet_v2.cli import (build_config, check_output_dir, config_field, c
 from gluon_resnet_v2.config import (ModelConfig, Section, field_default, field_sections, flag,
                                     option, sections)
 from gluon_resnet_v2.errors import UserError
-
-from .mirror import POLICIES
+from gluon_resnet_v2.mirror import POLICIES
 
 NETS = ('paper', 'notes')
 
@@ -37,6 +36,10 @@ NOT_APPLICABLE = {
     'resume_from': 'the Module trainer writes no checkpoints; use the Gluon trainer for '
                    'resumable runs',
     'restart': 'the Module trainer only writes into a new or empty --run-dir; choose one',
+    'memory_saving': 'the Module trainer\'s memory saving is --mirror (the same plan); use it '
+                     'instead',
+    'sync_bn': 'the Module trainer builds plain BatchNorm (each device normalises its own '
+               'share); drop it, or use the Gluon trainer',
 }
 
 
@@ -48,7 +51,7 @@ class ModuleOptions(Section):
                       '(CIFAR-10, quirks included; takes no model options)', NETS)
     mirror: bool = option(False, 'memory mirroring: the graph executor recomputes forward results '
                           'in the backward pass instead of keeping them (same numbers, one more '
-                          'forward pass per step; legacy_symbol/mirror.py)')
+                          'forward pass per step; gluon_resnet_v2/mirror.py)')
     mirror_policy: Optional[str] = option(
         None, 'with --mirror (default segments): segments = keep a few residual-stream tensors, '
         'recompute the rest, convolutions included (ResNet-110 batch 128: executor plan 1,038 -> '

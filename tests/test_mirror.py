@@ -1,4 +1,5 @@
-"""legacy_symbol.mirror: the memory-mirroring plan of `legacy_symbol.train --mirror` (issue 4).
+"""gluon_resnet_v2.mirror: the memory-mirroring plan of `legacy_symbol.train --mirror` (issue 4)
+and of `gluon_resnet_v2.train --memory-saving` (tests/test_memory_saving.py).
 
 What is checked: where the graph is cut (by hand for a toy graph and for ResNet-20), that
 the planned symbol binds to a much smaller executor memory plan while MXNET_BACKWARD_DO_MIRROR
@@ -18,7 +19,8 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-from legacy_symbol import mirror, paper
+from gluon_resnet_v2 import mirror
+from legacy_symbol import paper
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,7 +141,8 @@ def test_every_recomputed_node_has_a_reader():
 STEP = r'''
 import json, os, sys
 import mxnet as mx, numpy as np
-from legacy_symbol import mirror, paper
+from gluon_resnet_v2 import mirror
+from legacy_symbol import paper
 shapes = {'data': (8, 3, 32, 32), 'softmax_label': (8,)}
 name = sys.argv[1]
 sym = (paper.get_training_symbol(29, block='bottleneck') if name == 'cifar_resnet29_v2'

@@ -38,14 +38,15 @@ def resolve(depth, family='cifar', version='v2', block=None, classes=None, place
                       bottleneck_stride=bottleneck_stride or fam.bottleneck_stride)
 
 
-def build_resnet(depth, family='cifar', version='v2', **options):
+def build_resnet(depth, family='cifar', version='v2', norm_layer=None, **options):
     """A ResNet of any valid depth: CIFAR 6n+2 / 9n+2 / 3n+2 (1layer), ImageNet 18..200.
 
     Uninitialised; call `net.initialize(mx.init.MSRAPrelu())` (He initialisation), as
-    `gluon_resnet_v2.init_model` does."""
+    `gluon_resnet_v2.init_model` does. `norm_layer` makes every BN (default nn.BatchNorm):
+    a Gluon-only choice, so not one of the model options `resolve` checks."""
     from .resnet import ResNet          # Gluon blocks: MXNet is imported on first use
     spec, kwargs = resolve(depth, family, version, **options)
-    return ResNet(spec, **kwargs)
+    return ResNet(spec, norm_layer=norm_layer, **kwargs)
 
 
 def _registered():

@@ -27,21 +27,26 @@ class ResNet(HybridBlock):
     projection: 'B' (1x1 conv) or 'A' (zero padding) where a unit changes dimensions.
     bottleneck_stride: '1x1' (the authors' resnet-1k-layers code) or '3x3'
         (fb.resnet.torch and gluoncv): which conv of a bottleneck carries the stride.
+    norm_layer: makes every BN (default nn.BatchNorm; SyncBatchNorm for --sync-bn, whose
+        parameters have the same names, so either network loads the other's weights).
     """
 
     def __init__(self, spec, classes=10, placement='full_preact', shortcut='identity',
-                 projection='B', bottleneck_stride='1x1', prefix='', **shortcut_opts):
+                 projection='B', bottleneck_stride='1x1', prefix='', norm_layer=None,
+                 **shortcut_opts):
         super().__init__(prefix=prefix)
         if classes < 1:
             raise ValueError('classes must be a positive number, got %d' % classes)
         self.spec = spec
         place = lookup(PLACEMENTS, placement, 'placement')
+        norm_layer = norm_layer or nn.BatchNorm
         unit_kw = dict(block=spec.block, placement=placement, shortcut=shortcut,
-                       projection=projection, bottleneck_stride=bottleneck_stride, **shortcut_opts)
+                       projection=projection, bottleneck_stride=bottleneck_stride,
+                       norm_layer=norm_layer, **shortcut_opts)
         with self.name_scope():
             self.features = nn.HybridSequential(prefix='')
             stem = FAMILIES[spec.family].stem
-            self.features.add(*self._stem(stem))
+            self.features.add(*self._stem(stem, norm_layer))
             in_channels = stem.channels
             for s, (count, width, stride) in enumerate(zip(spec.units, spec.widths, spec.strides), 1):
                 stage = nn.HybridSequential(prefix='stage%d_' % s)
@@ -54,15 +59,15 @@ class ResNet(HybridBlock):
                         in_channels = width
                 self.features.add(stage)
             # the classifier is the last weight layer: it gets the pre-activation too
-            self.features.add(*make_ops(preact_ops(place), '_final'))
+            self.features.add(*make_ops(preact_ops(place), '_final', norm_layer=norm_layer))
             self.features.add(nn.GlobalAvgPool2D())
             self.output = nn.Dense(classes, prefix='fc_')
 
     @staticmethod
-    def _stem(stem):
+    def _stem(stem, norm_layer):
         layers = [nn.Conv2D(stem.channels, stem.kernel, stem.stride, stem.kernel // 2,
                             use_bias=False, prefix='stem_conv_'),
-                  nn.BatchNorm(prefix='stem_bn_'), nn.Activation('relu')]
+                  norm_layer(prefix='stem_bn_'), nn.Activation('relu')]
         return layers + [nn.MaxPool2D(3, 2, 1)] if stem.max_pool else layers
 
     def hybrid_forward(self, F, x):

@@ -23,15 +23,18 @@ from mxnet.gluon.block import HybridBlock
 from .tables import unit_plan
 
 
-def make_ops(ops, index, channels=None, kernel=3, stride=1):
-    """Blocks for an op sequence of weight layer `index`: conv{index}, bn{index}, relu."""
+def make_ops(ops, index, channels=None, kernel=3, stride=1, norm_layer=nn.BatchNorm):
+    """Blocks for an op sequence of weight layer `index`: conv{index}, bn{index}, relu.
+
+    `norm_layer(prefix=..., **kwargs)` makes every BN of the network (nn.BatchNorm, or
+    SyncBatchNorm for --sync-bn: the same parameters under the same names)."""
     blocks = []
     for op in ops:
         if op == 'conv':
             blocks.append(nn.Conv2D(channels, kernel, stride, kernel // 2, use_bias=False,
                                     prefix='conv%s_' % index))
         elif op == 'bn':
-            blocks.append(nn.BatchNorm(prefix='bn%s_' % index))
+            blocks.append(norm_layer(prefix='bn%s_' % index))
         else:
             blocks.append(nn.Activation('relu'))
     return blocks
@@ -50,13 +53,13 @@ class ShortcutConv(HybridBlock):
     `bias` is the initial additive term: the conv's bias without BN, BN's beta with it
     (the gate bias b_g of Table 1 lives here)."""
 
-    def __init__(self, channels, stride, bn, bias=None, prefix=None):
+    def __init__(self, channels, stride, bn, bias=None, prefix=None, norm_layer=nn.BatchNorm):
         super().__init__(prefix=prefix)
         with self.name_scope():
             bias_init = init.Constant(bias) if bias is not None else 'zeros'
             self.conv = nn.Conv2D(channels, 1, stride, use_bias=(bias is not None and not bn),
                                   bias_initializer=bias_init, prefix='conv_')
-            self.bn = nn.BatchNorm(beta_initializer=bias_init, prefix='bn_') if bn else None
+            self.bn = norm_layer(beta_initializer=bias_init, prefix='bn_') if bn else None
 
     def hybrid_forward(self, F, x):
         x = self.conv(x)
@@ -89,31 +92,35 @@ class ResidualUnit(HybridBlock):
             'none'   -- the first unit of the network: the stem's BN-ReLU already
                         pre-activated x, before the split.
     projection: 'B' (1x1 conv) or 'A' (zero padding) where dimensions change.
+    norm_layer: the class (or factory) of every BN of the unit, see make_ops.
     """
 
     def __init__(self, in_channels, channels, stride, block='basic', placement='full_preact',
                  shortcut='identity', preact='own', projection='B', bottleneck_stride='1x1',
-                 prefix=None, **shortcut_opts):
+                 prefix=None, norm_layer=nn.BatchNorm, **shortcut_opts):
         super().__init__(prefix=prefix)
         plan = unit_plan(in_channels, channels, stride, block, placement, shortcut, preact,
                          projection, bottleneck_stride, **shortcut_opts)
         with self.name_scope():
-            ops = [b for op, i, c, k, st in plan.ops for b in make_ops((op,), i, c, k, st)]
+            ops = [b for op, i, c, k, st in plan.ops
+                   for b in make_ops((op,), i, c, k, st, norm_layer)]
             self.preact = sequential(ops[:plan.n_pre], prefix='')
             self.body = sequential(ops[plan.n_pre:], prefix='')
             if plan.shortcut == 'conv':
                 self.shortcut = ShortcutConv(channels, stride, plan.place.shortcut_bn,
-                                             prefix='sc_')
+                                             prefix='sc_', norm_layer=norm_layer)
             elif plan.shortcut == 'pad':
                 self.shortcut = ZeroPadShortcut(channels - in_channels, stride, prefix='sc_')
             else:
                 self.shortcut = None
             # the learned gate g = W_g s + b_g of the gating shortcuts (Table 1)
             self.gate = (ShortcutConv(channels, 1, plan.place.shortcut_bn,
-                                      bias=plan.opts['gate_bias'], prefix='gate_')
+                                      bias=plan.opts['gate_bias'], prefix='gate_',
+                                      norm_layer=norm_layer)
                          if plan.combine.gate else None)
             self.combine, self.opts = plan.combine.combine, plan.opts
-            self.post = sequential(make_ops(plan.place.post, '_post'), prefix='')
+            self.post = sequential(make_ops(plan.place.post, '_post', norm_layer=norm_layer),
+                                   prefix='')
 
     def hybrid_forward(self, F, x):
         x = self.preact(x)   # empty unless the pre-activation is shared by both paths

@@ -6,7 +6,7 @@ Five ways to train the same network on this machine, measured side by side in on
     imperative         Gluon, not hybridized
     module             mx.mod.Module on legacy_symbol.paper's symbol, MXNET_SUBGRAPH_BACKEND=NONE
     module_mirror      the same with memory mirroring as `legacy_symbol.train --mirror` does it
-                       (legacy_symbol.mirror, policy `segments`): a few residual-stream tensors
+                       (gluon_resnet_v2.mirror, policy `segments`): a few residual-stream tensors
                        kept, everything else recomputed in the backward pass
     module_mirror_env  the same with MXNET_BACKWARD_DO_MIRROR=1 alone: the graph executor
                        recomputes every op but convolutions / FC (here BN, ReLU, additions,
@@ -46,7 +46,7 @@ VARIANT_ENV = {'hybrid': {}, 'imperative': {},
                'module_mirror': {'MXNET_SUBGRAPH_BACKEND': 'NONE'},
                'module_mirror_env': {'MXNET_SUBGRAPH_BACKEND': 'NONE',
                                      'MXNET_BACKWARD_DO_MIRROR': '1'}}
-# the legacy_symbol.mirror policy each Module variant binds with
+# the gluon_resnet_v2.mirror policy each Module variant binds with
 VARIANT_MIRROR = {'module': None, 'module_mirror': 'segments', 'module_mirror_env': 'env'}
 # variables reported back by each subprocess, as it saw them
 REPORTED_ENV = ('MXNET_SUBGRAPH_BACKEND', 'MXNET_BACKWARD_DO_MIRROR', 'OMP_NUM_THREADS')
@@ -118,7 +118,7 @@ def gluon_step(name, batch, hybridize):
 def module_step(name, batch, mirror=None):
     """A Module training step: forward(is_train), backward, update, as the notes train,
     set up as legacy_symbol.fit sets up every Module (bind_module, init_module);
-    `mirror`: None or a legacy_symbol.mirror policy."""
+    `mirror`: None or a gluon_resnet_v2.mirror policy."""
     import mxnet as mx
 
     from legacy_symbol import paper

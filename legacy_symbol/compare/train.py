@@ -91,6 +91,13 @@ def check_before_training(cfg, out):
                         % out)
     check_model(cfg.model, cfg.data.dataset)
     contexts(cfg.run)
+    # options one side cannot honour would make the two runs differ by design
+    if cfg.run.memory_saving:
+        raise UserError('compare train runs the plain Gluon backend against the Module: drop '
+                        '--memory-saving (its results equal the plain run\'s: '
+                        'tests/test_memory_saving.py)')
+    if cfg.run.sync_bn:
+        raise UserError('compare train\'s Module side has plain BatchNorm: drop --sync-bn')
 
 
 def with_defaults(config_file, values):

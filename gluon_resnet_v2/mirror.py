@@ -2,7 +2,11 @@
 
     sym, plan = mirror.apply(sym, {'data': (32, 3, 32, 32), 'softmax_label': (32,)})
     with mirror.bind_env('segments'):
-        mod.bind(...)                        # or sym.simple_bind(...)
+        mod.bind(...)                        # or sym.simple_bind(...) / sym.bind(...)
+
+Used by `python -m gluon_resnet_v2.train --memory-saving` (memory.py: the Gluon network
+exported to a symbol and bound to the executor) and by `python -m legacy_symbol.train
+--mirror` (mx.mod.Module). It works on any symbol: it reads the graph, not layer names.
 
 MXNet 1.x's graph executor builds the backward graph with a `need_mirror(node)` test: a
 node that passes is copied into the backward pass (`<name>_mirror`) and recomputed there,
@@ -22,9 +26,11 @@ carries everything forward (`cut_points`; in a ResNet the residual stream betwee
 keep some of those tensors, mark everything else, convolutions included, and drop the
 marks whose recomputed copy nothing would read (`drop_unread`). A backward pass then holds
 the kept tensors plus one recomputed segment at a time; the kept tensors are chosen to
-minimise that sum (`candidates`, then the smallest executor plan of the best few). The cost is one more forward pass per step; the numbers
-do not change (the same ops on the same inputs; BatchNorm updates its running statistics
-in its backward, which is not duplicated). Measurements: legacy_symbol/README.md.
+minimise that sum (`candidates`, then the smallest executor plan of the best few). The
+cost is one more forward pass per step; the numbers do not change (the same ops on the
+same inputs; BatchNorm updates its running statistics in its backward, which is not
+duplicated). Measurements: legacy_symbol/README.md (Module, `--mirror`) and
+docs/results/memory.md (Gluon, `--memory-saving`).
 
 `MXNET_BACKWARD_DO_MIRROR` must not be set while binding a planned symbol: it would mirror
 the kept tensors as well. Bind inside `with bind_env(policy):`.
@@ -34,7 +40,7 @@ import re
 
 import numpy as np
 
-from gluon_resnet_v2 import environ
+from . import environ
 
 POLICIES = ('segments', 'env')
 # Never marked: the loss (its "forward" in backward would be a second loss) and Dropout
@@ -188,6 +194,11 @@ def _plan_text(sym, shapes, arrays):
 
 def _total_mb(text):
     return int(re.search(r'Total (\d+) MB allocated', text).group(1))
+
+
+def bound_mb(executor):
+    """The memory plan (MB) of a bound executor: what its forward and backward allocate."""
+    return _total_mb(executor.debug_str())
 
 
 def executor_mb(sym, shapes, arrays):
