@@ -221,7 +221,7 @@ def test_the_trainer_runs_as_two_workers(tmp_path):
 
 
 def test_output_lines_are_prefixed_bars_redraw_and_a_last_partial_line_ends():
-    from gluon_resnet_v2.launch import pump
+    from gluon_resnet_v2.supervise import pump
     read, write = os.pipe()
     os.write(write, 'step 1\r step 2\rdone \u00e9\nlast'.encode())
     os.close(write)
