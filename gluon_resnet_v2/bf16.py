@@ -3,9 +3,10 @@
 bfloat16 keeps float32's 8 exponent bits and 7 of its 23 mantissa bits, so it needs no
 loss scaling (its range is float32's); what it loses is precision (about 3 significant
 digits). MXNet 1.9's only bfloat16 kernels are oneDNN's, for CPUs with AVX512-BF16
-(measured: ResNet-110's training step 283-289 img/s against 183-189 in float32 on a
-2-core AMD Zen 5; on an AVX2-only CPU oneDNN fails at the first convolution, "could
-not create a primitive descriptor").
+(measured on a 2-core AMD Zen 5: ResNet-110's training step 1.7x float32's, ResNet-20's
+1.15-1.5x, the same test error within 0.33 points: docs/results/accuracy-bf16.md; on an
+AVX2-only CPU oneDNN fails at the first convolution, "could not create a primitive
+descriptor").
 
 The cast plan is MXNet AMP's (`mxnet.contrib.amp.lists.symbol_bf16`), applied to the
 network's graph with `amp.convert_symbol`, never with `amp.init()`: init rewrites
@@ -15,7 +16,9 @@ else changes:
 * convolutions and the classifier (FullyConnected) take bfloat16 inputs and weights,
   each an `amp_cast` of the float32 array, and give bfloat16 outputs;
 * the ops that work in either type (BatchNorm, ReLU, pooling, the residual addition)
-  run in the type of their input; BatchNorm's gamma, beta and running statistics stay
+  run in the type of their inputs (the wider one where they differ), so activations
+  stay bfloat16 from one convolution to the next; BatchNorm's gamma, beta and running
+  statistics stay
   float32 (AMP's BF16_USE_FP32_PARAMS) and oneDNN accumulates its mean and variance in
   float32;
 * the network's output is cast to float32, so the softmax and the loss are float32.
@@ -79,7 +82,7 @@ def check(ctxs):
 def cast_symbol(sym, data_names=(INPUT,)):
     """`sym` (a float32 graph) with AMP's bfloat16 casts; `data_names` are its float32
     inputs that are not parameters (the images; a Module's label)."""
-    from mxnet.contrib import amp       # importing it changes nothing; amp.init() would
+    from mxnet.contrib import amp       # importing it patches nothing (amp.init() would)
     return amp.convert_symbol(sym, target_dtype='bfloat16', data_names=list(data_names),
                               cast_optional_params=False)      # parameters stay float32
 

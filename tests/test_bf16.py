@@ -114,7 +114,7 @@ def test_the_command_refuses_a_cpu_without_avx512_bf16_before_writing(tmp_path, 
 # ---------------------------------------------------------------- what runs in bfloat16
 
 @trains
-def test_convolutions_and_the_classifier_run_in_bfloat16_the_rest_of_the_plan_in_float32():
+def test_convolutions_and_the_classifier_run_in_bfloat16_parameters_and_scores_in_float32():
     net = float32_net()
     sym = bf16.cast_symbol(net(mx.sym.var(bf16.INPUT, dtype='float32')))
     types = bf16.node_dtypes(sym)
