@@ -33,11 +33,12 @@ class Workers:
         worker pushes a gradient.
 
         Left to the Trainer's first step, that broadcast runs just before the step's
-        gradient push-pull, and a fast worker's first push can overlap a slow worker's pull
-        of the initial weights: measured (2 workers, 1 server, loopback), in 4 and 5 of 20
-        jobs one worker then held the first summed gradient in place of the weights of the
-        last parameters (the run silently trained two different models); with this, none
-        in 45 jobs (scripts/bench_dist_sync.py)."""
+        gradient push-pull. Measured (2 workers, 1 server, loopback): in 4 and 5 of 20 jobs
+        one worker then held the first summed gradient in place of the initial weights of
+        the last parameters (the run silently trained two different models); the likely
+        cause, not traced inside ps-lite, is a fast worker's first push overlapping the
+        other's pull of those weights. With this: none in 45 jobs
+        (scripts/bench_dist_sync.py)."""
         if self.count == 1:
             return
         if not trainer._kv_initialized:        # MXNet 1.9.1 (final): what step() does first
