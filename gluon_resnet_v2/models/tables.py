@@ -79,7 +79,11 @@ Shortcut = namedtuple('Shortcut', 'combine conv_every_unit gate')
 
 def _add(F, s, f, g, opts):
     """Fig. 2(a) identity (and the 1x1-conv shortcut, whose conv is in h): h(x) + F(x)."""
-    return s + f
+    # F(x) first, measured (DNNL_VERBOSE): written s + f, MXNet 1.9's oneDNN sum added one
+    # copy of an activation tensor per unit and step (ResNet-164: 51, about 15 ms of an
+    # 800 ms step at b64; README, Benchmarks), presumably as it writes over F(x) (x is kept
+    # for BN's backward) and copies when that is its second operand. Same bits either way.
+    return f + s
 
 
 def _scale(F, s, f, g, opts):
