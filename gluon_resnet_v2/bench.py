@@ -60,10 +60,15 @@ ROWS = {'gluon': Row('Gluon step, float32', 'step', 'float32'),
         'gluon-bf16': Row('Gluon step, bfloat16', 'step', 'bfloat16'),
         'module': Row('Module step, float32', 'module', 'float32'),
         'train': Row('train loop, float32', 'train', 'float32'),
-        'train-bf16': Row('train loop, bfloat16', 'train', 'bfloat16')}
+        'train-bf16': Row('train loop, bfloat16', 'train', 'bfloat16'),
+        'torch': Row('PyTorch step, float32 channels-last', 'torch', 'float32'),
+        'torch-bf16': Row('PyTorch step, bfloat16 autocast channels-last', 'torch', 'bfloat16')}
 BASE = 'gluon'                          # every ratio is img/s over this row's
 MEASURE = 'gluon_resnet_v2.measure'      # what the child processes run
 MODULE_MEASURE = 'legacy_symbol.compare.speed:measure'
+TORCH_SCRIPT = os.path.join(ROOT, 'gluon_resnet_v2', 'torch_reference.py')   # run by path
+NO_TORCH = ('give --torch-python PYTHON (or GRV_TORCH_PYTHON): a Python with PyTorch, in '
+            'a virtual environment of its own (PyTorch >= 2 beside MXNet breaks gluoncv)')
 
 # ---- parent side: one child per measurement, interleaved rounds ----
 
@@ -119,14 +124,15 @@ def busy_seconds():
     return (sum(values[:8]) - idle) / os.sysconf('SC_CLK_TCK')
 
 
-def call(function, kwargs, env):
-    """function(**kwargs) in a child process: its result with the measurement's facts."""
+def call(function, kwargs, env, argv=None):
+    """function(**kwargs) in a child process (or `argv + [job, result]`, a script that
+    reads its kwargs from the job file): its result with the measurement's facts."""
     with tempfile.TemporaryDirectory(prefix='grv-bench-') as tmp:
         job, result = os.path.join(tmp, 'job.json'), os.path.join(tmp, 'result.json')
         with open(job, 'w') as f:
             json.dump(kwargs, f)
-        code, rss, cpu, other, tail = run_child([sys.executable, '-c', CHILD, function, job,
-                                                 result], env)
+        argv = (argv or [sys.executable, '-c', CHILD, function]) + [job, result]
+        code, rss, cpu, other, tail = run_child(argv, env)
         if code != 0:
             return {'error': 'exit code %d: %s' % (code, one_line_tail(tail))}
         with open(result) as f:
@@ -170,6 +176,10 @@ def measure(case, row, spec, env):
     kind, dtype = ROWS[row].kind, ROWS[row].dtype
     if kind == 'train':
         return measure_train(model, batch, dtype, spec['cpus'], spec['steps'], spec['data_dir'])
+    if kind == 'torch':            # the same network in PyTorch, under its own Python
+        return call(None, dict(model=model, batch=batch, dtype=dtype, channels_last=True,
+                               steps=spec['steps'], warmup=spec['warmup'], seed=spec['seed']),
+                    env, argv=[spec['torch_python'], TORCH_SCRIPT])
     if kind == 'module':           # legacy_symbol's step: by name, never imported here
         return call(MODULE_MEASURE, {'spec': dict(model=model, batch=batch, variant='module',
                                                   steps=spec['steps'], warmup=spec['warmup'],
@@ -180,7 +190,7 @@ def measure(case, row, spec, env):
                                                  warmup=spec['warmup'], seed=spec['seed']), env)
 
 
-def unavailable(rows, gemm):
+def unavailable(rows, gemm, torch_python=None):
     """{row: why it cannot run here} for the rows this build, CPU or install lacks."""
     import importlib.util
     why = {}
@@ -192,14 +202,18 @@ def unavailable(rows, gemm):
             why[row] = bf16_why
         if ROWS[row].kind == 'module' and importlib.util.find_spec('legacy_symbol') is None:
             why[row] = 'legacy_symbol (the Module code) is not installed'
+        if ROWS[row].kind == 'torch' and not torch_python:
+            why[row] = NO_TORCH
     return why
 
 
 def run_benchmark(cases, rows, rounds=3, steps=10, warmup=3, cpus=1, data_dir=None,
-                  gemm_size=2048, gemm_seconds=1.0, seed=0, wait_idle=0, echo=print):
+                  gemm_size=2048, gemm_seconds=1.0, seed=0, wait_idle=0, echo=print,
+                  torch_python=None):
     """Every measurement, interleaved; returns the report (see build_report)."""
     env = child_env()
-    spec = dict(steps=steps, warmup=warmup, cpus=cpus, data_dir=data_dir, seed=seed)
+    spec = dict(steps=steps, warmup=warmup, cpus=cpus, data_dir=data_dir, seed=seed,
+                torch_python=torch_python)
     gemms, runs, skipped, loads = [], {(c, r): [] for c in cases for r in rows}, {}, []
     for k in range(rounds):
         # the GEMM peak first, then round > case > row, the rows rotated every round
@@ -218,7 +232,7 @@ def run_benchmark(cases, rows, rounds=3, steps=10, warmup=3, cpus=1, data_dir=No
             else:
                 gemms.append(res)
                 if k == 0 and 'error' not in res:
-                    skipped = unavailable(rows, res)
+                    skipped = unavailable(rows, res, torch_python)
                     for row, why in skipped.items():
                         echo('%s: not available: %s' % (ROWS[row].label, why))
             echo('[round %d/%d] %s' % (k + 1, rounds, progress_line(item, res)))
@@ -304,9 +318,11 @@ def build_report(cases, rows, runs, gemms, skipped, loads, config):
                         gflop_per_image=gflop, rows=table))
     env = child_env()
     versions = {x.get('mxnet') for v in runs.values() for x in v if x.get('mxnet')}
+    torch = {x.get('torch') for v in runs.values() for x in v if x.get('torch')}
     return dict(config=dict(config, rows=list(rows), omp_num_threads=env.get('OMP_NUM_THREADS'),
                             engine=env.get('MXNET_ENGINE_TYPE', 'threaded'),
-                            mxnet=', '.join(sorted(versions)) or None),
+                            mxnet=', '.join(sorted(versions)) or None,
+                            torch=', '.join(sorted(torch)) or None),
                 machine=machine(), gemm=dict(peak, runs=gemms),
                 load=dict(first=loads[0] if loads else None, last=os.getloadavg()[0],
                           median=_median(loads), max=max(loads) if loads else None),
@@ -343,9 +359,10 @@ def format_report(report):
                 _fmt(v['gflops'], '%.0f'), _fmt(v['pct_peak'], '%.0f %%'),
                 _fmt(v['other_load'], '%.2f')))
     notes = [
-        'Measured on %s (%d cores; %s), MXNet %s, OMP_NUM_THREADS=%s, engine %s, --cpus %d; '
+        'Measured on %s (%d cores; %s), MXNet %s%s, OMP_NUM_THREADS=%s, engine %s, --cpus %d; '
         '%d round(s), interleaved, of %d warm-up + %d timed steps; train rows on %s.'
         % (m['cpu'], m['cores'], ', '.join(m['features']) or 'no AVX-512', cfg['mxnet'],
+           ', PyTorch %s' % cfg['torch'] if cfg.get('torch') else '',
            cfg['omp_num_threads'], cfg['engine'], cfg['cpus'], cfg['rounds'], cfg['warmup'],
            cfg['steps'], cfg['data']),
         'GEMM peak (FullyConnected %d^3, median): float32 %s GFLOP/s, bfloat16 %s GFLOP/s. '
@@ -358,6 +375,19 @@ def format_report(report):
         'measurement (median; a virtual machine\'s neighbours are not seen).'
         % tuple(_fmt(load[k], '%.2f') for k in ('first', 'median', 'max', 'last'))]
     return '\n'.join(lines + [''] + notes) + '\n'
+
+
+def check_torch(python):
+    """UserError unless `python` runs and imports torch."""
+    try:
+        out = subprocess.run([python, '-c', 'import torch; print(torch.__version__)'],
+                             capture_output=True, text=True, timeout=300)
+    except OSError as e:
+        raise UserError('--torch-python %s cannot run (%s): give the python of a virtual '
+                        'environment with PyTorch' % (python, e.strerror or e)) from None
+    if out.returncode != 0:
+        raise UserError('--torch-python %s cannot import torch: install PyTorch in that '
+                        'environment (pip install torch), never beside MXNet' % python)
 
 
 def parse_cases(text):
@@ -412,11 +442,15 @@ def parse_rows(text):
               metavar='SECONDS', help='before each measurement, wait up to this long for other '
                                       'processes to use under 0.2 cores (a shared machine)')
 @click.option('--seed', default=0, show_default=True, type=click.IntRange(0))
+@click.option('--torch-python', default=None, envvar='GRV_TORCH_PYTHON', metavar='PYTHON',
+              help='a Python with PyTorch (its own virtual environment) for the torch rows: '
+                   'the same network (gluon_resnet_v2/torch_reference.py), channels-last, '
+                   'float32 and bfloat16 autocast; without it those rows say so')
 @click.option('--json', 'json_out', default=None, callback=output_file,
               help='write the whole report (every measurement) here as JSON')
 @click.option('--markdown', default=None, callback=output_file, help='write the table here')
 def main(cases, rows, rounds, steps, warmup, cpus, data_dir, gemm_size, wait_idle, seed,
-         json_out, markdown):
+         torch_python, json_out, markdown):
     """Training img/s, peak memory, ratios and % of the GEMM peak on this machine: the Gluon
     step (float32, bfloat16), the Module step and the train loop, interleaved."""
     if data_dir and not os.path.isdir(os.path.join(data_dir, 'cifar-10-batches-py')):
@@ -424,9 +458,12 @@ def main(cases, rows, rounds, steps, warmup, cpus, data_dir, gemm_size, wait_idl
                         'with the official python pickles (scripts/bench_accuracy.py builds '
                         'them from ../shared/data), or drop it for the embedded sample'
                         % data_dir)
+    if torch_python and any(ROWS[r].kind == 'torch' for r in rows):
+        check_torch(torch_python)
     click.echo('load average %.2f %.2f %.2f; %s' % (os.getloadavg() + (machine()['cpu'],)))
     report = run_benchmark(cases, rows, rounds, steps, warmup, cpus, data_dir, gemm_size,
-                           seed=seed, wait_idle=wait_idle, echo=click.echo)
+                           seed=seed, wait_idle=wait_idle, echo=click.echo,
+                           torch_python=torch_python)
     text = format_report(report)
     click.echo('\n' + text)
     for path, content in ((json_out, json.dumps(report, indent=1)), (markdown, text)):

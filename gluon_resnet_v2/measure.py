@@ -20,9 +20,19 @@ CLASSES, INPUT = 10, (3, 32, 32)
 def step(model, batch, dtype, cpus, steps, warmup, seed):
     """img/s of engine.GluonBackend's step on synthetic batches, and the network's
     conv/FC multiply-adds per image."""
+    import mxnet as mx
+    backend, batches = build_step(model, batch, dtype, cpus, seed)
+    seconds = _timed(lambda i: backend.step(*batches[i % 2])[0][0], steps, warmup)
+    return dict(img_per_sec=steps * batch / seconds, seconds=seconds,
+                macs_per_image=macs_per_image(model), mxnet=mx.__version__)
+
+
+def build_step(model, batch, dtype, cpus, seed, **overrides):
+    """engine.GluonBackend for `model` (what it reads of a Run, without data; get_model's
+    `overrides`, e.g. bottleneck_stride='3x3') and two fixed synthetic batches, numpy
+    arrays as the loader gives them."""
     import types
 
-    import mxnet as mx
     import numpy as np
 
     from .config import Config, DataConfig, ModelConfig, OptimConfig, RunConfig
@@ -32,18 +42,16 @@ def step(model, batch, dtype, cpus, steps, warmup, seed):
     cfg = Config(model=ModelConfig(model=model), data=DataConfig(dataset='cifar10'),
                  optim=OptimConfig(batch_size=batch, dtype=dtype),
                  run=RunConfig(cpus=cpus, seed=seed))
-    ctxs = contexts(cfg.run)
-    # what GluonBackend reads of a Run, without data: the engine's own step
-    run = types.SimpleNamespace(cfg=cfg, ctxs=ctxs, data=types.SimpleNamespace(classes=CLASSES),
-                                input_size=lambda: INPUT[1:], kv='device', workers=1,
-                                group=Workers(), batch=batch)
-    backend = GluonBackend(run)
+    run = types.SimpleNamespace(cfg=cfg, ctxs=contexts(cfg.run), kv='device', workers=1,
+                                data=types.SimpleNamespace(classes=CLASSES),
+                                input_size=lambda: INPUT[1:], group=Workers(), batch=batch)
     rng = np.random.RandomState(seed)
     batches = [(rng.standard_normal((batch,) + INPUT).astype('float32'),
                 rng.randint(0, CLASSES, batch).astype('float32')) for _ in range(2)]
-    seconds = _timed(lambda i: backend.step(*batches[i % 2])[0][0], steps, warmup)
-    return dict(img_per_sec=steps * batch / seconds, seconds=seconds,
-                macs_per_image=macs_per_image(model), mxnet=mx.__version__)
+    from . import get_model
+    network = (lambda classes: get_model(model, classes=classes, **overrides)) if overrides \
+        else None
+    return GluonBackend(run, network=network), batches
 
 
 def _timed(one_step, steps, warmup):

@@ -143,8 +143,8 @@ def resnet_symbol(spec, classes=10, placement='full_preact', shortcut='identity'
                               stride if u == 1 else 1, preact=preact, **unit_kw)
             in_channels = width
     x = apply_ops(x, preact_ops(place), '', '_final')
-    x = mx.sym.Pooling(x, kernel=(1, 1), stride=(1, 1), pad=(0, 0), global_pool=True,
-                       pool_type='avg', pooling_convention='full', layout='NCHW', name='pool')
+    # the mean of models.resnet.GlobalAvgPool (oneDNN's global pooling backward is slow)
+    x = mx.sym.mean(x, axis=(2, 3), keepdims=True, name='pool')
     return mx.sym.FullyConnected(x, weight=mx.sym.Variable('fc_weight'),
                                  bias=mx.sym.Variable('fc_bias'), num_hidden=classes,
                                  no_bias=False, flatten=True, name='fc')

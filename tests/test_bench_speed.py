@@ -7,7 +7,10 @@ measurements; the multiply-add count against legacy_symbol's graph count.
 """
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import mxnet as mx
 import pytest
@@ -46,8 +49,8 @@ def test_quick_mode_measures_every_row(quick):
     (case,) = report['cases']
     assert finite(case['gflop_per_image']) and set(case['rows']) == set(bench.ROWS)
     for name, row in case['rows'].items():
-        if row['unavailable']:                     # bfloat16 on a CPU without AVX512-BF16
-            assert bench.ROWS[name].dtype == 'bfloat16'
+        if row['unavailable']:      # bfloat16 on a CPU without AVX512-BF16; no PyTorch given
+            assert bench.ROWS[name].dtype == 'bfloat16' or bench.ROWS[name].kind == 'torch'
             assert 'not available: %s' % row['unavailable'] in table
             continue
         assert [r for r in row['runs'] if 'error' in r] == []
@@ -132,3 +135,42 @@ def test_bad_options_are_one_line_errors(args, words, capsys):
     code, out, err = run_cli(args, capsys, bench.main)
     assert code == 2 and out == '' and err.count('\n') == 1 and err.startswith('error: ')
     assert all(w in err for w in words), err
+
+
+def test_torch_rows_say_what_they_need_without_a_torch_python(quick):
+    _, report, table = quick
+    rows = report['cases'][0]['rows']
+    for name in ('torch', 'torch-bf16'):
+        assert rows[name]['unavailable'] == bench.NO_TORCH and rows[name]['runs'] == []
+        assert '| %s | not available: give --torch-python' % bench.ROWS[name].label in table
+
+
+def test_a_torch_python_without_torch_is_refused(capsys):
+    """This environment has MXNet and no PyTorch (they must not share one)."""
+    code, out, err = run_cli(['--torch-python', sys.executable, '--rows', 'gluon,torch'],
+                             capsys, bench.main)
+    assert code == 2 and out == '' and err.count('\n') == 1
+    assert err.startswith('error: --torch-python %s cannot import torch' % sys.executable)
+
+
+TORCH = os.environ.get('GRV_TORCH_PYTHON')
+
+
+@pytest.mark.skipif(not TORCH, reason='needs a Python with PyTorch in its own virtual '
+                                      'environment: set GRV_TORCH_PYTHON to it')
+@pytest.mark.parametrize('name', ['cifar_resnet20_v2', 'cifar_resnet164_v2'])
+def test_the_pytorch_reference_is_the_same_network(name, tmp_path):
+    """Same parameter count as the Gluon network (every conv, BN and the FC: the PAPER.md
+    counts, 1,730,522 for ResNet-110 and 1,703,258 for ResNet-164, were checked by hand),
+    and its step runs."""
+    job = tmp_path / 'job.json'
+    job.write_text(json.dumps(dict(model=name, batch=8, dtype='float32', channels_last=True,
+                                   steps=1, warmup=1, seed=0)))
+    subprocess.run([TORCH, bench.TORCH_SCRIPT, str(job), str(tmp_path / 'out.json')],
+                   check=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    got = json.loads((tmp_path / 'out.json').read_text())
+    net = grv.init_model(grv.get_model(name, classes=measure.CLASSES))
+    net(mx.nd.zeros((1,) + measure.INPUT))
+    trainable = sum(p.data().size for p in net.collect_params().values()
+                    if p.grad_req != 'null')
+    assert got['params'] == trainable and finite(got['img_per_sec'])

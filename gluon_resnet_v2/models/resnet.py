@@ -18,6 +18,19 @@ from .tables import FAMILIES, PLACEMENTS, lookup, preact_ops
 from .units import ResidualUnit, make_ops
 
 
+class GlobalAvgPool(HybridBlock):
+    """Global average pooling as a mean over height and width.
+
+    Not nn.GlobalAvgPool2D: in MXNet 1.9.1 its oneDNN backward returns the gradient in a
+    layout (acdB16b) that sends the backward of the final BN-ReLU to oneDNN's reference
+    implementations (DNNL_VERBOSE: `bnorm_ref:any`, `pooling_v2,ref:any`), measured 5 %
+    of a ResNet-110 training step (README, Benchmarks). A mean's gradient comes back in
+    MXNet's default layout, which BatchNorm's backward reorders to its own."""
+
+    def hybrid_forward(self, F, x):
+        return F.mean(x, axis=(2, 3), keepdims=True)
+
+
 class ResNet(HybridBlock):
     """A ResNet of `spec` built from one `ResidualUnit` type (paper Sec. 3-4, Fig. 4).
 
@@ -60,7 +73,7 @@ class ResNet(HybridBlock):
                 self.features.add(stage)
             # the classifier is the last weight layer: it gets the pre-activation too
             self.features.add(*make_ops(preact_ops(place), '_final', norm_layer=norm_layer))
-            self.features.add(nn.GlobalAvgPool2D())
+            self.features.add(GlobalAvgPool())
             self.output = nn.Dense(classes, prefix='fc_')
 
     @staticmethod
