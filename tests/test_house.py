@@ -53,7 +53,9 @@ print(json.dumps({"mxnet": "mxnet" in sys.modules, "pyplot": "matplotlib.pyplot"
      'gluon_resnet_v2.plotting', 'gluon_resnet_v2.cli', 'gluon_resnet_v2.models',
      'gluon_resnet_v2.data', 'gluon_resnet_v2.train', 'gluon_resnet_v2.evaluate',
      'gluon_resnet_v2.export', 'gluon_resnet_v2.runs', 'gluon_resnet_v2.launch',
-     'gluon_resnet_v2.bench', 'gluon_resnet_v2.measure',
+     'gluon_resnet_v2.bench', 'gluon_resnet_v2.measure', 'gluon_resnet_v2.probe',
+     'gluon_resnet_v2.experiment', 'gluon_resnet_v2.experiment.__main__',
+     'gluon_resnet_v2.figures',
      'legacy_symbol.train', 'legacy_symbol.compare.cli']])
 def test_importing_loads_no_mxnet_nor_pyplot_and_sets_no_variable(modules):
     import json
@@ -67,7 +69,8 @@ def test_importing_loads_no_mxnet_nor_pyplot_and_sets_no_variable(modules):
 @pytest.mark.parametrize('command', ['gluon_resnet_v2.train', 'gluon_resnet_v2.evaluate',
                                      'gluon_resnet_v2.export', 'gluon_resnet_v2.plotting',
                                      'gluon_resnet_v2.runs', 'gluon_resnet_v2.launch',
-                                     'gluon_resnet_v2.bench',
+                                     'gluon_resnet_v2.bench', 'gluon_resnet_v2.probe',
+                                     'gluon_resnet_v2.experiment',
                                      'legacy_symbol.train', 'legacy_symbol.compare'])
 def test_help_answers_without_loading_mxnet(command):
     code = ('import runpy, sys; sys.argv = ["x", "--help"]\n'

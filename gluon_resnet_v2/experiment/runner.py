@@ -1,0 +1,164 @@
+"""Running a table: every (row, seed) is an ordinary run directory trained by the train
+command itself, one child process per run.
+
+    <root>/<table>-<scale>/<row>/seed<k>/      config.yaml, log.jsonl, status.json, ...
+
+A child process rather than fit() in this process: MXNet reads its engine, thread and
+oneDNN settings from the environment once, at import, and the train command sets them per
+run (environ.training: NaiveEngine on CPUs, --deterministic's variables); a run that
+fails or leaks memory takes only its own process with it; and Ctrl-C reaches the child
+(same process group), which writes status "interrupted" as a lone train command does.
+The command of a run is always the same for the same row, seed and options, so rerunning
+it is the train command's own resume (its latest checkpoint); a finished or diverged run
+is left as it is, and one a live process owns (run.lock) is skipped.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import click
+
+from .. import runs
+from ..errors import RunInterrupted, UserError
+from .definitions import build, row_settings, train_argv
+
+# what status shows for each rundir state (and for a run dir not started)
+WORDS = {'finished': 'done', 'running': 'running', 'interrupted': 'interrupted',
+         'diverged': 'diverged', 'failed': 'failed', None: 'not started'}
+# states `run` leaves alone: an outcome (finished, diverged) or another process's run
+SKIP = ('finished', 'diverged', 'running')
+
+
+@dataclass(frozen=True)
+class Job:
+    row: object                      # definitions.Row
+    seed: int
+    run_dir: str
+    settings: dict                   # train options (row, scale, command line)
+
+    @property
+    def label(self):
+        return '%s seed %d' % (self.row.name, self.seed)
+
+    def argv(self):
+        return [sys.executable, '-m', 'gluon_resnet_v2.train'] + train_argv(
+            dict(self.settings, seed=self.seed, run_dir=self.run_dir))
+
+
+def table_dir(root, table, scale):
+    return os.path.join(root, '%s-%s' % (table.name, scale.name))
+
+
+def run_dir(root, table, scale, row, seed):
+    return os.path.join(table_dir(root, table, scale), row.name, 'seed%d' % seed)
+
+
+def select_rows(table, names):
+    """The rows named (comma-separated; None: all), in the table's order."""
+    if not names:
+        return list(table.rows)
+    wanted = [n for n in names.replace(' ', '').split(',') if n]
+    unknown = [n for n in wanted if n not in table.row_names()]
+    if unknown or not wanted:
+        raise UserError('unknown row %s of %s: choose from %s' % (
+            ', '.join(unknown) or repr(names), table.name, ', '.join(table.row_names())))
+    return [r for r in table.rows if r.name in wanted]
+
+
+def check_scale(table, scales, name):
+    if name not in table.scales:
+        raise UserError('%s has no %s scale: choose %s' % (
+            table.name, name, ' or '.join(table.scales)))
+    return scales[name]
+
+
+def plan(table, scale, root, rows, seeds, extra):
+    """The jobs of the rows x seeds 0..seeds-1, each one's Config built now, so a bad option
+    is refused before any run starts."""
+    jobs = []
+    for row in rows:
+        for seed in range(seeds):
+            job = Job(row, seed, run_dir(root, table, scale, row, seed),
+                      row_settings(row, scale, extra))
+            build(job.settings, job.run_dir, seed)
+            jobs.append(job)
+    return jobs
+
+
+def job_state(job):
+    """(state, iteration, total, final test error) of a job's run dir, from runs.py's
+    reading of it; state None when it holds no run yet."""
+    if not os.path.isdir(job.run_dir) or not any(
+            os.path.exists(os.path.join(job.run_dir, f)) for f in runs.RUN_FILES):
+        return None, None, None, None
+    row = runs.summarise(job.run_dir, job.label)
+    state = row['state'] if row['state'] in WORDS else None
+    return state, row['iteration'], row['total'], row['final_test_err']
+
+
+def run_jobs(jobs, echo=click.echo):
+    """Train every job not finished, diverged or running elsewhere, one after another.
+    Returns {label: outcome}. Bad input in a child (exit 2) stops here with its message;
+    Ctrl-C stops after the child has recorded its state."""
+    outcome = {}
+    for n, job in enumerate(jobs, 1):
+        state = job_state(job)[0]
+        head = '[%d/%d] %s: ' % (n, len(jobs), job.label)
+        if state in SKIP:
+            echo(head + '%s, skipped' % WORDS[state])
+            outcome[job.label] = WORDS[state]
+            continue
+        echo(head + ('resuming %s' if state else 'training in %s') % job.run_dir)
+        code, error = train_child(job)
+        if code == 130:
+            raise click.exceptions.Abort() from RunInterrupted(
+                'interrupted during %s; rerun the same command to resume' % job.label)
+        if code == 2:
+            raise UserError('%s: %s' % (job.label, error or 'the train command refused it '
+                                        '(exit 2): see above'))
+        outcome[job.label] = {0: 'done', 3: 'diverged'}.get(code, 'failed (exit %d)' % code)
+        if code not in (0, 3):
+            echo('%s failed (exit %d)%s; going on with the next run'
+                 % (job.label, code, ': ' + error if error else ''), err=True)
+    return outcome
+
+
+def train_child(job):
+    """Run the job's train command; its output passes through, but for its `error:` line,
+    which is returned (exit code, error text or None). Ctrl-C here reaches the child too:
+    its end is awaited, so its status is written before this process goes on."""
+    proc = subprocess.Popen(job.argv(), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    error = None
+    try:
+        error = pass_through(proc.stderr)
+        proc.wait()
+    except KeyboardInterrupt:
+        try:                      # a Ctrl-C at the terminal reached the child as well
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:     # a SIGINT sent to this process alone
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+        pass_through(proc.stderr)             # its last words: what it kept
+        return 130, None
+    return proc.returncode, error
+
+
+def pass_through(pipe, out=None):
+    """Copy a child's stderr (progress bars redrawn with \\r included), holding back its
+    last `error: ...` line, which is returned without the prefix."""
+    out, rest, error = out or sys.stderr, b'', None
+    for chunk in iter(lambda: os.read(pipe.fileno(), 65536), b''):
+        *lines, rest = re.split(rb'(?<=\n)|(?<=\r)(?!\n)', rest + chunk)
+        for line in lines:
+            text = line.decode(errors='replace')
+            if text.startswith('error: '):
+                error = text[len('error: '):].strip()
+            else:
+                out.write(text)
+        out.flush()
+    if rest:
+        out.write(rest.decode(errors='replace'))
+    return error

@@ -1,0 +1,136 @@
+"""A table's results next to the paper's: per row the median (mean ± std) of the final
+test error over the finished seeds, the paper's number, the difference or the ranks, as
+Markdown; and the overlay of the rows' curves.
+
+The error of a run is its final test error (the last evaluation, at the last iteration),
+as the paper reports it, read by runs.py from the run directory. Only finished seeds count;
+diverged ones are counted apart. std is the sample standard deviation (n - 1).
+"""
+import os
+import statistics
+
+from .. import runs
+from .definitions import FAIL, build, row_settings
+from .runner import run_dir, table_dir
+
+
+def row_result(row, errors, diverged, planned):
+    """The numbers of one row: errors in % of its finished seeds {seed: error}."""
+    values = list(errors.values())
+    return dict(row=row, errors=errors, done=len(values), diverged=diverged, planned=planned,
+                median=statistics.median(values) if values else None,
+                mean=statistics.mean(values) if values else None,
+                std=statistics.stdev(values) if len(values) > 1 else None)
+
+
+def collect(table, scale, root, seeds):
+    """[row_result] of every row, read from its run dirs (seeds 0..seeds-1)."""
+    out = []
+    for row in table.rows:
+        errors, diverged = {}, 0
+        for seed in range(seeds):
+            info = runs.summarise(run_dir(root, table, scale, row, seed), row.name)
+            if info['state'] == 'finished' and info['final_test_err'] is not None:
+                errors[seed] = 100 * info['final_test_err']
+            diverged += info['state'] == 'diverged'
+        out.append(row_result(row, errors, diverged, seeds))
+    return out
+
+
+def fails(value, scale):
+    return scale.fail_above is not None and value > scale.fail_above
+
+
+def ours(r, scale):
+    """'6.52 (6.60 ± 0.12)', with 'fail: ' where the median is above the scale's limit."""
+    if r['median'] is None:
+        return 'not run' if not r['diverged'] else 'diverged'
+    text = '%.2f' % r['median']
+    if r['done'] > 1:
+        text += ' (%.2f ± %.2f)' % (r['mean'], r['std'])
+    return ('fail: ' if fails(r['median'], scale) else '') + text
+
+
+def paper_text(paper):
+    return 'fail (> 20)' if paper == FAIL else '' if paper is None else '%.2f' % paper
+
+
+def difference(r, scale):
+    """Ours minus the paper's, in points; in words where either is a "fail"."""
+    paper, median = r['row'].paper, r['median']
+    if not scale.compare or median is None or paper is None:
+        return ''
+    if paper == FAIL:
+        return 'both fail' if fails(median, scale) else 'paper fails, ours does not'
+    if fails(median, scale):
+        return 'ours fails'
+    return '%+.2f' % (median - paper)
+
+
+def ranks(values):
+    """1-based competition ranks of comparable values (None: no rank); equal values share
+    the lower rank."""
+    known = [v for v in values if v is not None]
+    return [None if v is None else 1 + sum(k < v for k in known) for v in values]
+
+
+def paper_key(paper):
+    """A paper value for ranking: a "fail" is worse than any number."""
+    return None if paper is None else float('inf') if paper == FAIL else paper
+
+
+def markdown(table, scale, results, seeds):
+    """The summary as Markdown: a heading, what was measured, one line per row."""
+    ours_rank = ranks([r['median'] for r in results])
+    # the paper's ranks among the same rows: those with results of ours
+    paper_rank = ranks([paper_key(r['row'].paper) if r['median'] is not None else None
+                        for r in results])
+    lines = ['# %s, %s scale' % (table.title, scale.name), '',
+             'Scale: %s.' % scale.description, '',
+             'Schedule of the runs: %s.' % '; '.join(schedules(table, scale)), '',
+             'Ours: final test error %% (median, and mean ± sample std where more than one '
+             'seed), over the finished seeds of %d planned; paper: %s.' % (seeds, table.metric),
+             '']
+    if not scale.compare:
+        lines += ['At this scale the errors are not comparable to the paper\'s: no difference '
+                  'is given, and "fail" (> 20 %) is not applied; compare the ranks.', '']
+    lines += ['| row | seeds done | ours % | paper % | difference | rank ours / paper | note |',
+              '|---|---:|---:|---:|---:|---:|---|']
+    for r, a, b in zip(results, ours_rank, paper_rank):
+        done = '%d/%d' % (r['done'], r['planned']) + (
+            ', %d diverged' % r['diverged'] if r['diverged'] else '')
+        rank = '' if a is None else '%d / %s' % (a, '' if b is None else b)
+        lines.append('| %s | %s | %s | %s | %s | %s | %s |' % (
+            r['row'].name, done, ours(r, scale), paper_text(r['row'].paper),
+            difference(r, scale), rank, r['row'].note))
+    return '\n'.join(lines) + '\n'
+
+
+def schedules(table, scale):
+    """The distinct lengths and batches of the rows' runs at a scale, in words."""
+    out = []
+    for row in table.rows:
+        o = build(row_settings(row, scale), 'x', 0).optim
+        text = '%s at batch %d, lr steps %s' % (
+            '%d epochs' % o.epochs if o.epochs else '%d iterations' % o.max_iters,
+            o.batch_size, ', '.join(map(str, o.lr_steps)) or 'none')
+        out += [text] if text not in out else []
+    return out
+
+
+def representative_runs(table, scale, root, results):
+    """{label: run dir}: per row with results, the finished seed whose error is the
+    median's (the lower middle one for an even count)."""
+    out = {}
+    for r in results:
+        if r['errors']:
+            ordered = sorted(r['errors'], key=lambda s: (r['errors'][s], s))
+            seed = ordered[(len(ordered) - 1) // 2]
+            out['%s (seed %d)' % (r['row'].name, seed)] = run_dir(root, table, scale,
+                                                                 r['row'], seed)
+    return out
+
+
+def default_paths(table, scale, root):
+    base = table_dir(root, table, scale)
+    return os.path.join(base, 'summary.md'), os.path.join(base, 'curves.png')

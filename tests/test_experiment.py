@@ -1,0 +1,253 @@
+"""The experiment runner (gluon_resnet_v2.experiment): the tables as data, every row builds
+its network, `run` trains, skips finished work and resumes interrupted work through the
+train command, `status` and `summarize` read the run dirs, bad input is one line."""
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from gluon_resnet_v2 import rundir, runlog
+from gluon_resnet_v2.experiment import definitions, runner, summary
+from gluon_resnet_v2.experiment.__main__ import cli
+from gluon_resnet_v2.models.tables import PLACEMENTS, SHORTCUT_OPTIONS, SHORTCUTS, VERSIONS
+
+from support import REPO, env1, run_cli
+
+PAPER_MD = REPO.parent / 'shared' / 'PAPER.md'
+
+
+def experiment(args, capsys):
+    return run_cli(args, capsys, cli)
+
+
+def residual_units(block):
+    from gluon_resnet_v2.models.units import ResidualUnit
+    for child in block._children.values():
+        yield from [child] if isinstance(child, ResidualUnit) else residual_units(child)
+
+
+# ------------------------------------------------------------------ the definitions
+
+@pytest.mark.parametrize('name', definitions.table_names())
+def test_every_row_builds_its_network_with_its_overrides(name):
+    """Each row at each scale is a valid train config, and its network (built, no weights)
+    has the row's units: depth, shortcut and its options, placement."""
+    from gluon_resnet_v2.factory import build_net
+    from gluon_resnet_v2.models import architecture
+    table, scales = definitions.load_table(name), definitions.load_scales()
+    assert table.rows and set(table.scales) <= set(scales)
+    for scale in table.scales:            # a valid train config at every scale
+        for row in table.rows:
+            cfg = definitions.build(definitions.row_settings(row, scales[scale]), 'x', 3)
+            assert cfg.run.seed == 3 and cfg.model.model == row.train['model']
+    for row in table.rows:                # the network: the same at every scale
+        cfg = definitions.build(row.train, 'x', 0)
+        m, arch = cfg.model, architecture(cfg.model.model)
+        net = build_net(m, cfg.data.dataset, 1000 if cfg.data.dataset == 'imagenet' else
+                        {'cifar10': 10, 'cifar100': 100}[cfg.data.dataset])
+        assert net.spec.depth == arch['depth']
+        units = list(residual_units(net))
+        assert len(units) == sum(net.spec.units)
+        placement = PLACEMENTS[m.placement or VERSIONS[arch['version']]]
+        for unit in units:
+            assert unit.combine is SHORTCUTS[m.shortcut].combine, row.name
+            assert [type(op).__name__ for op in unit.post] == [
+                {'relu': 'Activation', 'bn': 'BatchNorm'}[op] for op in placement.post]
+            for option in SHORTCUT_OPTIONS:
+                if option in row.train:
+                    assert unit.opts[option] == row.train[option], (row.name, option)
+
+
+@pytest.mark.skipif(not PAPER_MD.exists(), reason='../shared/PAPER.md is not here')
+def test_every_paper_number_is_the_papers():
+    text = PAPER_MD.read_text()
+    for name in definitions.table_names():
+        for row in definitions.load_table(name).rows:
+            assert row.paper is not None, row.name
+            if row.paper != definitions.FAIL:
+                assert ('%.2f' % row.paper in text or '%.1f' % row.paper in text), row.name
+
+
+def test_the_quick_scale_keeps_the_networks_and_shrinks_the_schedule():
+    quick = definitions.load_scales()['quick']
+    assert not set(quick.train) & {'model', 'depth', 'block', 'dataset', 'batch_size'}
+    assert quick.train['max_iters'] < 64000 and max(quick.train['lr_steps']) < \
+        quick.train['max_iters'] and quick.compare is False and quick.fail_above is None
+    assert 'quick' not in definitions.load_table('table5').scales
+
+
+# ------------------------------------------------------------------ run, status
+
+TINY = dict(title='tiny', seeds=1, defaults=dict(
+    depth=8, dataset='cifar10-sample', subset=64, batch_size=16, max_iters=4, warmup_iters=0,
+    lr_steps=[3], log_interval=2, eval_interval=4, checkpoint_interval=2, num_workers=0),
+    rows=[dict(name='a', train=dict(shortcut='identity'), paper=1.0),
+          dict(name='b', train=dict(shortcut='scale', scale=0.5), paper='fail')])
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A definition file of two rows of ResNet-8 on the sample, 4 iterations."""
+    monkeypatch.setenv('PYTHONPATH', str(REPO))
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    path = tmp_path / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(TINY))
+    return str(path), tmp_path / 'root'
+
+
+def test_run_trains_skips_finished_runs_and_resumes_an_interrupted_one(tiny, capfd):
+    path, root = tiny
+    code, out, err = experiment(['run', path, '--root', root], capfd)
+    assert code == 0, err
+    a0, b0 = root / 'tiny-paper' / 'a' / 'seed0', root / 'tiny-paper' / 'b' / 'seed0'
+    for d in (a0, b0):
+        assert rundir.state(str(d))['state'] == 'finished'
+        assert rundir.state(str(d))['iteration'] == 4
+    cfg = yaml.safe_load((b0 / 'config.yaml').read_text())
+    assert cfg['model']['shortcut'] == 'scale' and cfg['run']['seed'] == 0
+    assert 'tiny at paper scale: 2 done' in out
+
+    before = {d: (d / 'log.jsonl').stat().st_mtime_ns for d in (a0, b0)}
+    code, out, err = experiment(['run', path, '--root', root], capfd)
+    assert code == 0 and out.count('done, skipped') == 2, out + err
+    assert {d: (d / 'log.jsonl').stat().st_mtime_ns for d in (a0, b0)} == before
+
+    # seed 1 of row a stopped at its checkpoint of iteration 2 (max_iters is not frozen,
+    # so the same command with --max-iters 2 leaves such a run), its status: interrupted
+    job = runner.plan(definitions.load_table(path), definitions.load_scales()['paper'],
+                      str(root), [definitions.load_table(path).rows[0]], 2, {})[1]
+    subprocess.run(job.argv() + ['--max-iters', '2'], env=env1(), check=True,
+                   capture_output=True, timeout=120)
+    rundir.write_status(job.run_dir, 'interrupted', 2, 4)
+    first = runlog.read_log(job.run_dir)
+    code, out, err = experiment(['status', path, '--root', root, '--seeds', '2'], capfd)
+    lines = [line.split() for line in out.splitlines()]
+    assert ['a', '1', 'interrupted', '2/4'] in [line[:4] for line in lines]
+    assert ['b', '1', 'not', 'started'] in lines
+    code, out, err = experiment(['run', path, '--root', root, '--seeds', '2', '--rows', 'a'],
+                                capfd)
+    assert code == 0, err
+    assert '[2/2] a seed 1: resuming' in out and 'resuming %s at iteration 2 of 4' % job.run_dir \
+        in out
+    assert rundir.state(job.run_dir)['state'] == 'finished'
+    log = runlog.read_log(job.run_dir)
+    assert log[:len(first)] == first and log[-1]['iteration'] == 4
+    assert not (root / 'tiny-paper' / 'b' / 'seed1').exists()      # not in --rows
+
+
+def test_a_run_refused_by_the_train_command_stops_with_its_line(tiny, capfd):
+    path, root = tiny
+    code, out, err = experiment(['run', path, '--root', root, '--dtype', 'float16'], capfd)
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith('error: a seed 0: --dtype float16 is not supported on CPU')
+    assert 'Traceback' not in err and not (root / 'tiny-paper' / 'a' / 'seed0').exists()
+
+
+BAD = {
+    'unknown table': (['run', 'table9'], 'unknown experiment'),
+    'missing file': (['list', 'nope/x.yaml'], 'does not exist'),
+    'no quick scale': (['run', 'table5', '--scale', 'quick'], 'table5 has no quick scale'),
+    'unknown scale': (['status', 'table1', '--scale', 'huge'], 'table1 has no huge scale'),
+    'unknown row': (['status', 'table1', '--rows', 'identity,nope'], 'unknown row nope'),
+    'seeds': (['run', 'table1', '--seeds', '0'], "Invalid value for '--seeds'"),
+    'gpus': (['run', 'table1', '--gpus', 'x'], 'expected comma-separated integers'),
+    'nothing to summarize': (['summarize', 'table1', '--root', '{tmp}/none'], 'no runs of'),
+    'root is a file': (['run', 'table1', '--root', '{tmp}/file'], 'is a file'),
+}
+DEFS = {
+    'bad option': ({'rows': [{'name': 'x', 'train': {'depht': 8}}]},
+                   'unknown train option depht'),
+    'bad value': ({'rows': [{'name': 'x', 'train': {'shortcut': 'teleport'}}]},
+                  'unknown shortcut'),
+    'bad model': ({'rows': [{'name': 'x', 'train': {'model': 'resnet50_v2'}}]},
+                  'network of the imagenet family'),
+    'seed': ({'rows': [{'name': 'x', 'train': {'seed': 3}}]}, 'the runner names each run'),
+    'twice': ({'rows': [{'name': 'x'}, {'name': 'x'}]}, 'appears twice'),
+    'bad name': ({'rows': [{'name': '../x'}]}, 'needs a name'),
+    'paper': ({'rows': [{'name': 'x', 'paper': 'great'}]}, 'paper must be a number'),
+    'no rows': ({'title': 't'}, 'has no rows'),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD) + ['def ' + k for k in DEFS])
+def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, capsys):
+    (tmp_path / 'file').write_text('x')
+    if case.startswith('def '):
+        spec, words = DEFS[case[4:]]
+        (tmp_path / 'd.yaml').write_text(yaml.safe_dump(spec))
+        args = ['run', str(tmp_path / 'd.yaml'), '--root', str(tmp_path / 'root')]
+    else:
+        args, words = BAD[case]
+        args = [a.replace('{tmp}', str(tmp_path)) for a in args]
+    listing = sorted(os.listdir(tmp_path))
+    code, out, err = experiment(args, capsys)
+    assert code == 2 and err.count('\n') == 1 and err.startswith('error: '), err
+    assert words in err
+    assert sorted(os.listdir(tmp_path)) == listing
+
+
+# ------------------------------------------------------------------ summarize
+
+def fake_run(root, table, scale, row, seed, state, errors):
+    """A run dir written by hand: config, a log whose test errors are `errors`, a status."""
+    d = runner.run_dir(str(root), table, scale, row, seed)
+    runlog.write_config(d, definitions.build(definitions.row_settings(row, scale), d,
+                                             seed).to_dict())
+    log = runlog.JsonlLog(d)
+    for i, e in enumerate(errors, 1):
+        log.write(iteration=100 * i, epoch=i / 4, train_loss=2.0 / i)
+        log.write(iteration=100 * i, epoch=i / 4, test_err=e, test_loss=1.0)
+    rundir.write_status(d, state, 100 * len(errors), 100 * len(errors))
+
+
+def test_summarize_median_mean_std_and_the_papers_numbers(tmp_path, capsys):
+    table, scale = definitions.load_table('table1'), definitions.load_scales()['paper']
+    rows = {r.name: r for r in table.rows}
+    for seed, e in enumerate([0.066, 0.070, 0.062]):      # median 6.60, mean 6.60, std 0.40
+        fake_run(tmp_path, table, scale, rows['identity'], seed, 'finished', [0.5, e])
+    for seed, e in enumerate([0.12, 0.13]):                # 12.50, 12.50 +- 0.71
+        fake_run(tmp_path, table, scale, rows['conv1x1'], seed, 'finished', [0.4, e])
+    fake_run(tmp_path, table, scale, rows['scale_0.5'], 0, 'finished', [0.55])
+    fake_run(tmp_path, table, scale, rows['scale_0.5'], 1, 'diverged', [0.9])
+    fake_run(tmp_path, table, scale, rows['dropout_0.5'], 0, 'interrupted', [0.01])
+    code, out, err = experiment(['summarize', 'table1', '--root', tmp_path, '--seeds', '3'],
+                                capsys)
+    assert code == 0, err
+    cells = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[2:-1]]
+             for line in out.splitlines() if line.startswith('| ')}
+    assert cells['identity'] == ['3/3', '6.60 (6.60 ± 0.40)', '6.61', '-0.01', '1 / 1', '']
+    assert cells['conv1x1'] == ['2/3', '12.50 (12.50 ± 0.71)', '12.22', '+0.28', '2 / 2', '']
+    assert cells['scale_0.5'] == ['1/3, 1 diverged', 'fail: 55.00', 'fail (> 20)', 'both fail',
+                                  '3 / 3', '']
+    assert cells['dropout_0.5'][:2] == ['0/3', 'not run']       # interrupted: not counted
+    written = tmp_path / 'table1-paper' / 'summary.md'
+    assert written.read_text() in out
+    png = tmp_path / 'table1-paper' / 'curves.png'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    reps = summary.representative_runs(table, scale, str(tmp_path),
+                                       summary.collect(table, scale, str(tmp_path), 3))
+    assert list(reps) == ['identity (seed 0)', 'scale_0.5 (seed 0)', 'conv1x1 (seed 0)']
+
+
+def test_at_the_quick_scale_ranks_replace_differences_and_fail():
+    table, quick = definitions.load_table('table1'), definitions.load_scales()['quick']
+    rows = {r.name: r for r in table.rows}
+    results = [summary.row_result(rows['identity'], {0: 45.0}, 0, 1),
+               summary.row_result(rows['scale_0.5'], {0: 80.0}, 0, 1),
+               summary.row_result(rows['conv1x1'], {0: 40.0}, 0, 1)]
+    text = summary.markdown(table, quick, results, 1)
+    assert 'not comparable' in text and 'fail:' not in text
+    assert '| identity | 1/1 | 45.00 | 6.61 |  | 2 / 1 |' in text
+    assert '| conv1x1 | 1/1 | 40.00 | 12.22 |  | 1 / 2 |' in text
+    assert '| scale_0.5 | 1/1 | 80.00 | fail (> 20) |  | 3 / 3 |' in text
+
+
+def test_list_prints_the_rows_and_the_quick_scale(capsys):
+    code, out, err = experiment(['list', 'table1'], capsys)
+    assert code == 0, err
+    assert 'identity' in out and '6.61' in out and '--shortcut gate_exclusive --gate-bias -6' in out
+    assert 'scale quick' in out and '--max-iters 500' in out
+    code, out, err = experiment(['list'], capsys)
+    assert [line.split()[0] for line in out.splitlines()] == definitions.table_names()
