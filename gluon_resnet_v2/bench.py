@@ -14,6 +14,9 @@ Rows, per case (registry name : global batch), each measured in a fresh child pr
   train       `python -m gluon_resnet_v2.train` end to end on real images (loader, meter,
               log): the img/s it logs over --steps iterations after as many warm-up ones
   train-bf16  the same with --dtype bfloat16
+  torch       the same network in PyTorch (torch_reference.py), float32, channels-last,
+              under --torch-python (PyTorch in a virtual environment of its own)
+  torch-bf16  the same with bfloat16 autocast
 
 and once per round the GEMM peak: a FullyConnected of size^3 in float32 and in bfloat16.
 
@@ -423,7 +426,8 @@ def parse_rows(text):
               callback=lambda c, p, v: parse_rows(v),
               help='what to measure: gluon = the engine\'s training step, gluon-bf16 = with '
                    '--dtype bfloat16, module = mx.mod.Module\'s step, train / train-bf16 = '
-                   'the train command on real images')
+                   'the train command on real images, torch / torch-bf16 = the same network '
+                   'in PyTorch, channels-last (needs --torch-python)')
 @click.option('--rounds', default=3, show_default=True, type=click.IntRange(1),
               help='interleaved measurements per case and row; medians are reported')
 @click.option('--steps', default=10, show_default=True, type=click.IntRange(1),
@@ -452,7 +456,8 @@ def parse_rows(text):
 def main(cases, rows, rounds, steps, warmup, cpus, data_dir, gemm_size, wait_idle, seed,
          torch_python, json_out, markdown):
     """Training img/s, peak memory, ratios and % of the GEMM peak on this machine: the Gluon
-    step (float32, bfloat16), the Module step and the train loop, interleaved."""
+    step (float32, bfloat16), the Module step, the train loop and PyTorch's step,
+    interleaved."""
     if data_dir and not os.path.isdir(os.path.join(data_dir, 'cifar-10-batches-py')):
         raise UserError('--data-dir %s holds no cifar-10-batches-py/: point it at the folder '
                         'with the official python pickles (scripts/bench_accuracy.py builds '

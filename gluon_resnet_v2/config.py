@@ -223,13 +223,13 @@ KVSTORES = ('device', 'local', 'nccl', 'dist_sync', 'dist_device_sync', 'dist_as
 @dataclass(frozen=True)
 class RunConfig(Section):
     gpus: Tuple[int, ...] = option((), 'GPU ids, e.g. 0,1 (empty: CPU)', valid='[0, inf)')
-    # measured on 2 cores (README, Benchmarks): the contexts run one after another, so
-    # splitting the batch only adds work; one context with every thread is the fastest
+    # measured on 2 cores (README, Benchmarks; scripts/bench_cpus.py): the contexts run one
+    # after another, so splitting the batch rarely pays; one context is the default
     cpus: int = option(1, 'number of CPU contexts when no GPU is given; each takes an equal '
                        'share of the batch (and normalises its own BN share), and they run '
-                       'one after another on all cores, so more than 1 is slower (2 '
-                       'contexts: 0.94x the speed at ResNet-110 b128, 0.85-0.91x at ResNet-20): '
-                       'for multi-device code, not for speed', valid='[1, inf)')
+                       'one after another on all cores: for multi-device code, not for '
+                       'speed (2 contexts measured 0.85-1.13x the speed of one, by network '
+                       'and CPU; scripts/bench_cpus.py tells for yours)', valid='[1, inf)')
     kvstore: str = option('device', 'gradient aggregation', KVSTORES)
     seed: int = option(0, 'seed of weights, data order and augmentation', frozen=True,
                        valid='[0, 2**32)')              # MXNet's and numpy's seed range
