@@ -100,21 +100,27 @@ def config_options(command=None, exclude=()):
     return decorate(command) if command is not None else decorate
 
 
-def load_yaml(path):
+def load_yaml(path, what='config file', holds='of sections (model, data, optim, run)',
+              error=ConfigError, empty_ok=True):
+    """The mapping a YAML file holds (`what`, e.g. 'config file', names it in messages);
+    `error` (a UserError) with the fix when it cannot be read, is not YAML or is not a
+    mapping. An empty file is {} when `empty_ok`."""
     try:
         with open(path) as fh:
             data = yaml.safe_load(fh)
     except OSError as e:
-        raise ConfigError('cannot read config file %s (%s): check the path' % (path, e.strerror))
+        raise error('cannot read %s %s (%s): check the path' % (what, path, e.strerror)) \
+            from None
     except yaml.YAMLError as e:
         where = getattr(e, 'problem_mark', None)
-        raise ConfigError('config file %s is not valid YAML%s: fix the file'
-                          % (path, ' (line %d)' % (where.line + 1) if where else ''))
-    if data is None:
+        raise error('%s %s is not valid YAML%s: fix the file'
+                    % (what, path, ' (line %d)' % (where.line + 1) if where else '')) from None
+    if data is None and empty_ok:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError('config file %s must hold a mapping of sections (model, data, optim, '
-                          'run), not a %s' % (path, type(data).__name__))
+        raise error('%s %s must hold a mapping %s, not %s: fix the file'
+                    % (what, path, holds, 'nothing' if data is None else
+                       'a %s' % type(data).__name__))
     return data
 
 

@@ -15,8 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-import yaml
-
+from ..cli import load_yaml
 from ..config import ConfigError, field_sections, flag, template_fields
 from ..errors import UserError
 from ..data import DATASETS
@@ -86,18 +85,8 @@ def table_path(name):
 
 
 def read_yaml(path):
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        raise DefinitionError('cannot read %s (%s): check the path' % (path, e.strerror))
-    except yaml.YAMLError as e:
-        mark = getattr(e, 'problem_mark', None)
-        raise DefinitionError('%s is not valid YAML%s: fix the file'
-                              % (path, ' (line %d)' % (mark.line + 1) if mark else ''))
-    if not isinstance(data, dict):
-        raise DefinitionError('%s must hold a mapping: fix the file' % path)
-    return data
+    return load_yaml(path, 'definition file', 'of a table (title, rows, ...)',
+                     DefinitionError, empty_ok=False)
 
 
 def _mapping(value, where):
