@@ -22,7 +22,7 @@ def step(model, batch, dtype, cpus, steps, warmup, seed):
     conv/FC multiply-adds per image."""
     import mxnet as mx
     backend, batches = build_step(model, batch, dtype, cpus, seed)
-    seconds = _timed(lambda i: backend.step(*batches[i % 2])[0][0], steps, warmup)
+    seconds = timed(lambda i: backend.step(*batches[i % 2])[0][0], steps, warmup)
     return dict(img_per_sec=steps * batch / seconds, seconds=seconds,
                 macs_per_image=macs_per_image(model), mxnet=mx.__version__)
 
@@ -54,7 +54,7 @@ def build_step(model, batch, dtype, cpus, seed, **overrides):
     return GluonBackend(run, network=network), batches
 
 
-def _timed(one_step, steps, warmup):
+def timed(one_step, steps, warmup):
     """Seconds of `steps` calls of one_step(i) after `warmup` untimed ones; Python runs at most
     one step ahead of the engine, as engine.Loop does."""
     import mxnet as mx

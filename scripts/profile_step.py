@@ -39,10 +39,10 @@ spec = json.loads(sys.argv[1])
 over = {'bottleneck_stride': spec['stride']} if spec['stride'] else {}
 backend, batches = measure.build_step(spec['model'], spec['batch'], spec['dtype'], 1, 0, **over)
 step = lambda i: backend.step(*batches[i %% 2])[0][0]
-quiet = measure._timed(step, spec['steps'], spec['warmup'])
+quiet = measure.timed(step, spec['steps'], spec['warmup'])
 mx.nd.waitall()
 print('PROFILE-START', flush=True)
-wall = measure._timed(step, spec['steps'], 0)
+wall = measure.timed(step, spec['steps'], 0)
 print('PROFILE-END ' + json.dumps(dict(quiet=quiet, wall=wall)), flush=True)
 '''
 

@@ -31,7 +31,6 @@ import os
 import re
 import resource
 import statistics
-import time
 
 import click
 
@@ -156,17 +155,8 @@ def measure(spec):
     rng = np.random.RandomState(spec['seed'])
     batches = [(mx.nd.array(rng.standard_normal((batch,) + INPUT_SHAPE)),
                 mx.nd.array(rng.randint(0, CLASSES, batch))) for _ in range(2)]
-    for i in range(spec['warmup']):
-        step(*batches[i % 2])
-    mx.nd.waitall()                        # sync point: the clock starts on an idle engine
-    start, previous = time.perf_counter(), None
-    for i in range(spec['steps']):
-        token = step(*batches[i % 2])
-        if previous is not None:           # at most one step queued ahead (engine.Run.step)
-            previous.wait_to_read()
-        previous = token
-    mx.nd.waitall()                        # sync point: count finished work only
-    seconds = time.perf_counter() - start
+    from gluon_resnet_v2.measure import timed     # the benchmark's clock, one step ahead at most
+    seconds = timed(lambda i: step(*batches[i % 2]), spec['steps'], spec['warmup'])
     return {'img_per_sec': spec['steps'] * batch / seconds, 'seconds': seconds,
             'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,  # KiB
             'env': {k: os.environ.get(k) for k in REPORTED_ENV}, **plan}
