@@ -190,8 +190,11 @@ class OptimConfig(Section):
                              valid='[1, inf)')
     warmup_iters: int = option(400, 'iterations at --warmup-lr before the base rate (paper: 400; '
                                '0 = none)', frozen=True, valid='[0, inf)')
-    warmup_lr: float = option(0.01, 'constant learning rate during warm-up', frozen=True,
-                              valid='(0, inf)')
+    warmup_lr: float = option(0.01, 'learning rate of the warm-up (linear: its first '
+                              'iteration\'s)', frozen=True, valid='(0, inf)')
+    warmup_mode: str = option('constant', 'constant: --warmup-lr throughout (the paper) | '
+                              'linear: from --warmup-lr up to --lr (no jump at the switch; '
+                              'for short schedules)', ('constant', 'linear'), frozen=True)
     lr_steps: Tuple[int, ...] = option((32000, 48000), 'iterations at which the rate is '
                                        'multiplied by --lr-factor', frozen=True, valid='[1, inf)')
     lr_factor: float = option(0.1, 'step decay factor', frozen=True, valid='(0, 1]')

@@ -8,14 +8,17 @@ MXNet calls the scheduler with `num_update`, the 1-based count of the update bei
 iteration i (0-based) is num_update i + 1. MultiFactorScheduler decays once
 num_update > step, i.e. from iteration `step` on, as the paper counts; its constant warm-up
 covers num_update < warmup_steps, so warmup_steps = warmup_iters + 1 gives exactly
-iterations 0 .. warmup_iters - 1 at the warm-up rate.
+iterations 0 .. warmup_iters - 1 at the warm-up rate. The linear warm-up (not the paper's;
+Goyal et al. 2017's gradual one, for short schedules where the jump from 0.01 to 0.1 costs
+a large share of the run) gives iteration i < warmup_iters
+warmup_lr + (lr - warmup_lr) (i + 1) / (warmup_iters + 1), lr from iteration warmup_iters.
 """
 import mxnet as mx
 
 
 def lr_scheduler(optim):
-    """An `mx.lr_scheduler` for an `OptimConfig`: constant warm-up, then step decay."""
-    warmup = dict(base_lr=optim.lr, warmup_mode='constant',
+    """An `mx.lr_scheduler` for an `OptimConfig`: warm-up, then step decay."""
+    warmup = dict(base_lr=optim.lr, warmup_mode=optim.warmup_mode,
                   warmup_begin_lr=optim.warmup_lr if optim.warmup_iters else optim.lr,
                   warmup_steps=optim.warmup_iters + 1 if optim.warmup_iters else 0)
     if not optim.lr_steps:

@@ -145,6 +145,41 @@ def test_a_run_refused_by_the_train_command_stops_with_its_line(tiny, capfd):
     assert 'Traceback' not in err and not (root / 'tiny-paper' / 'a' / 'seed0').exists()
 
 
+def test_jobs_trains_runs_at_once_each_writing_its_output_file(tiny, capfd):
+    """--jobs 2: both rows train at once, each child's output in <run dir>.out, a line per
+    start and end here; the runs equal what --jobs 1 trains (same command per run)."""
+    path, root = tiny
+    code, out, err = experiment(['run', path, '--root', root, '--jobs', '2'], capfd)
+    assert code == 0, err
+    for row in ('a', 'b'):
+        d = root / 'tiny-paper' / row / 'seed0'
+        assert rundir.state(str(d))['state'] == 'finished'
+        assert 'output: %s.out' % d in out and 'run dir %s' % d in (
+            root / 'tiny-paper' / row / 'seed0.out').read_text()
+        assert yaml.safe_load((d / 'config.yaml').read_text())['data']['num_workers'] == 0
+    assert out.count(': done, test error') == 2 and 'tiny at paper scale: 2 done' in out
+    code, out, err = experiment(['run', path, '--root', root, '--jobs', '2'], capfd)
+    assert code == 0 and out.count('done, skipped') == 2, out + err
+
+
+def test_jobs_refusal_by_the_train_command_is_its_line(tiny, capfd):
+    path, root = tiny
+    code, out, err = experiment(['run', path, '--root', root, '--jobs', '2', '--dtype',
+                                 'float16'], capfd)
+    assert code == 2 and 'Traceback' not in err
+    assert err.strip().splitlines()[-1].startswith('error: ') and \
+        '--dtype float16 is not supported on CPU' in err.strip().splitlines()[-1]
+
+
+def test_jobs_share_out_the_cores_unless_the_user_set_threads(monkeypatch):
+    monkeypatch.setattr(runner, 'cores', lambda: 8)
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    assert (runner.child_threads(1), runner.child_threads(2), runner.child_threads(3),
+            runner.child_threads(16)) == (None, '4', '2', '1')
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    assert runner.child_threads(2) is None
+
+
 BAD = {
     'unknown table': (['run', 'table9'], 'unknown experiment'),
     'missing file': (['list', 'nope/x.yaml'], 'does not exist'),
@@ -155,6 +190,8 @@ BAD = {
     'gpus': (['run', 'table1', '--gpus', 'x'], 'expected comma-separated integers'),
     'nothing to summarize': (['summarize', 'table1', '--root', '{tmp}/none'], 'no runs of'),
     'root is a file': (['run', 'table1', '--root', '{tmp}/file'], 'is a file'),
+    'jobs with gpus': (['run', 'table1', '--jobs', '2', '--gpus', '0'], 'would share the GPUs'),
+    'jobs 0': (['run', 'table1', '--jobs', '0'], "Invalid value for '--jobs'"),
 }
 DEFS = {
     'bad option': ({'rows': [{'name': 'x', 'train': {'depht': 8}}]},

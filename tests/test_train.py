@@ -73,6 +73,22 @@ def test_learning_rate_at_paper_iterations(devices, iteration):
     assert measured_lr(net, trainer, ctxs) == pytest.approx(PAPER_LR[iteration], rel=1e-4)
 
 
+@pytest.mark.parametrize('iteration', [0, 1, 49, 98, 99, 100, 149, 150])
+def test_linear_warm_up_rises_to_the_base_rate_and_the_steps_follow(iteration):
+    """--warmup-mode linear: iteration i < 100 takes 0.01 + 0.09 (i + 1) / 101, the base
+    rate from iteration 100, the step decay as before; what the optimizer applies is it."""
+    optim = OptimConfig(optimizer='sgd', momentum=0.0, wd=0.0, warmup_iters=100,
+                        warmup_mode='linear', lr_steps=(150,))
+    expected = 0.01 + 0.09 * (iteration + 1) / 101 if iteration < 100 else \
+        0.1 if iteration < 150 else 0.01
+    ctxs = [mx.cpu(0)]
+    net = tiny_dense(ctxs)
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', schedule.optimizer_params(
+        optim, steps_done=iteration), kvstore='device')
+    assert schedule.lr_at(optim, iteration) == pytest.approx(expected)
+    assert measured_lr(net, trainer, ctxs) == pytest.approx(expected, rel=1e-4)
+
+
 @pytest.mark.parametrize('devices', [1, 2])
 def test_learning_rate_counts_each_iteration_once(devices):
     """Steps taken one after another: two devices must not advance the schedule twice."""

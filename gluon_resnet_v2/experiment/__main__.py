@@ -70,15 +70,24 @@ def list_command(name):
 @config_field('data_dir')
 @config_field('download')
 @config_field('num_workers')
-def run_command(name, scale, seeds, rows, root, **passed):
+@click.option('--jobs', type=click.IntRange(1), default=1, show_default=True,
+              help='runs trained at once, on CPUs: each gets cores/N OpenMP threads (unless '
+                   'OMP_NUM_THREADS is set) and prepares its batches in its own process '
+                   '(--num-workers 0 unless given); each run\'s output goes to <run dir>.out')
+def run_command(name, scale, seeds, rows, root, jobs, **passed):
     """Train every missing (row, seed), each in its own run dir by the train command;
     finished and diverged runs are kept, interrupted ones resumed."""
     table, scale = load(name, scale)
     extra = {k: v for k, v in passed.items() if v is not None}
+    if jobs > 1 and extra.get('gpus'):
+        raise UserError('--jobs %d with --gpus: the runs would share the GPUs: use --jobs 1 '
+                        '(one run at a time on all the GPUs given)' % jobs)
+    if jobs > 1:
+        extra.setdefault('num_workers', 0)
     check_output_dir(root, '--root')
-    jobs = runner.plan(table, scale, root, runner.select_rows(table, rows),
-                       seeds or table.seeds, extra)
-    outcome = runner.run_jobs(jobs)
+    planned = runner.plan(table, scale, root, runner.select_rows(table, rows),
+                          seeds or table.seeds, extra)
+    outcome = runner.run_jobs(planned, parallel=jobs)
     counts = {}
     for word in outcome.values():
         counts[word] = counts.get(word, 0) + 1

@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import click
@@ -99,31 +100,120 @@ def job_state(job):
     return state, row['iteration'], row['total'], row['final_test_err']
 
 
-def run_jobs(jobs, echo=click.echo):
-    """Train every job not finished, diverged or running elsewhere, one after another.
-    Returns {label: outcome}. Bad input in a child (exit 2) stops here with its message;
-    Ctrl-C stops after the child has recorded its state."""
-    outcome = {}
+def cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else \
+        (os.cpu_count() or 1)
+
+
+def child_threads(parallel):
+    """OMP_NUM_THREADS of each of `parallel` children run at once: the cores shared out
+    (one train process uses all of them otherwise); a value the user set stands."""
+    if parallel == 1 or os.environ.get('OMP_NUM_THREADS'):
+        return None
+    return str(max(1, cores() // parallel))
+
+
+def run_jobs(jobs, echo=click.echo, parallel=1):
+    """Train every job not finished, diverged or running elsewhere: one after another, its
+    output passed through, or `parallel` at once, each one's output in <run dir>.out and
+    a line here as each starts and ends. Returns {label: outcome}. Bad input in a child
+    (exit 2) stops here with its message; Ctrl-C stops after every child has recorded its
+    state."""
+    outcome, todo = {}, []
     for n, job in enumerate(jobs, 1):
         state = job_state(job)[0]
         head = '[%d/%d] %s: ' % (n, len(jobs), job.label)
         if state in SKIP:
             echo(head + '%s, skipped' % WORDS[state])
             outcome[job.label] = WORDS[state]
-            continue
-        echo(head + ('resuming %s' if state else 'training in %s') % job.run_dir)
-        code, error = train_child(job)
-        if code == 130:
-            raise click.exceptions.Abort() from RunInterrupted(
-                'interrupted during %s; rerun the same command to resume' % job.label)
-        if code == 2:
-            raise UserError('%s: %s' % (job.label, error or 'the train command refused it '
-                                        '(exit 2): see above'))
-        outcome[job.label] = {0: 'done', 3: 'diverged'}.get(code, 'failed (exit %d)' % code)
-        if code not in (0, 3):
-            echo('%s failed (exit %d)%s; going on with the next run'
-                 % (job.label, code, ': ' + error if error else ''), err=True)
+        else:
+            todo.append((head, job, state))
+    if parallel == 1:
+        for head, job, state in todo:
+            echo(head + ('resuming %s' if state else 'training in %s') % job.run_dir)
+            code, error = train_child(job)
+            record(outcome, job, code, error, echo)
+    else:
+        run_parallel(todo, parallel, outcome, echo)
     return outcome
+
+
+def record(outcome, job, code, error, echo, others=()):
+    """A child's exit code into `outcome`; Ctrl-C and bad input stop the table (after
+    `others`, the children still running, have stopped and written their state)."""
+    if code in (130, 2):
+        stop(others)
+    if code == 130:
+        raise click.exceptions.Abort() from RunInterrupted(
+            'interrupted during %s; rerun the same command to resume' % job.label)
+    if code == 2:
+        raise UserError('%s: %s' % (job.label, error or 'the train command refused it '
+                                    '(exit 2): see above'))
+    outcome[job.label] = {0: 'done', 3: 'diverged'}.get(code, 'failed (exit %d)' % code)
+    if code not in (0, 3):
+        echo('%s failed (exit %d)%s; going on with the next run'
+             % (job.label, code, ': ' + error if error else ''), err=True)
+
+
+def run_parallel(todo, parallel, outcome, echo):
+    """Up to `parallel` train children at once, the cores shared out among them."""
+    env = dict(os.environ)
+    threads = child_threads(parallel)
+    if threads:
+        env['OMP_NUM_THREADS'] = threads
+    running = {}                                       # Popen -> (job, output path)
+    try:
+        while todo or running:
+            while todo and len(running) < parallel:
+                head, job, state = todo.pop(0)
+                out = job.run_dir.rstrip(os.sep) + '.out'
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                with open(out, 'ab') as f:
+                    proc = subprocess.Popen(job.argv(), stdin=subprocess.DEVNULL, stdout=f,
+                                            stderr=subprocess.STDOUT, env=env)
+                running[proc] = job, out
+                echo(head + '%s (output: %s)' % (
+                    'resuming %s' % job.run_dir if state else 'training in %s' % job.run_dir,
+                    out))
+            for proc in [p for p in running if p.poll() is not None]:
+                job, out = running.pop(proc)
+                error = last_error(out)
+                word = {0: 'done', 3: 'diverged', 2: 'refused', 130: 'interrupted'}.get(
+                    proc.returncode, 'failed (exit %d)' % proc.returncode)
+                err = job_state(job)[3]
+                echo('%s: %s%s' % (job.label, word, '' if err is None else
+                                   ', test error %.2f %%' % (100 * err)))
+                record(outcome, job, proc.returncode, error, echo, running)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        stop(running)
+        raise click.exceptions.Abort() from RunInterrupted(
+            'interrupted during %s; rerun the same command to resume'
+            % ', '.join(job.label for job, _ in running.values()))
+
+
+def stop(children):
+    """Children still running get 10 s to end by themselves (a Ctrl-C at the terminal
+    reached them too), then SIGINT: a train command interrupted writes its state."""
+    deadline = time.monotonic() + 10
+    for proc in list(children):
+        try:
+            proc.wait(timeout=max(0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+    for proc in list(children):
+        proc.wait()
+
+
+def last_error(path):
+    """The last `error: ...` line of a child's output file, without the prefix."""
+    error = None
+    with open(path, 'rb') as f:
+        for line in re.split(rb'[\r\n]', f.read()):
+            text = line.decode(errors='replace')
+            if text.startswith('error: '):
+                error = text[len('error: '):].strip()
+    return error
 
 
 def train_child(job):
