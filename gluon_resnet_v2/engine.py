@@ -556,6 +556,17 @@ def check_same_start(run, saved):
                            run.run_dir))
 
 
+def where(ctxs):
+    """The devices a run trains on, and on CPUs its OpenMP threads (MXNet's pool, sized
+    by OMP_NUM_THREADS when MXNet was imported)."""
+    names = ', '.join(map(str, ctxs))
+    if all(c.device_type == 'cpu' for c in ctxs):
+        threads = os.environ.get('OMP_NUM_THREADS')
+        names += ', %s OpenMP thread%s' % (threads, '' if threads == '1' else 's') \
+            if threads else ''
+    return names
+
+
 def fit(cfg, progress=True, echo=print, network=None):
     """Train (or resume) the run `cfg` describes with the Gluon backend; returns a summary.
     `network(classes)` replaces cfg.model's network (see GluonBackend).
@@ -574,8 +585,9 @@ def fit(cfg, progress=True, echo=print, network=None):
             moved = rundir.move_aside(run.run_dir, run.owner)
             if moved:
                 echo('restart: the earlier contents of %s are now in %s' % (run.run_dir, moved))
-    if saved:
-        echo('resuming %s at iteration %d of %d' % (run.run_dir, saved['iteration'], run.max_iters))
+    echo('%s on %s' % ('resuming %s at iteration %d of %d' % (
+        run.run_dir, saved['iteration'], run.max_iters) if saved else 'training %s: %d iterations'
+        % (run.run_dir, run.max_iters), where(run.ctxs)))
     summary = Loop(run, backend, saved, progress, echo).train()
     summary['resumed'] = saved is not None
     return summary

@@ -3,6 +3,7 @@ its network, `run` trains, skips finished work and resumes interrupted work thro
 train command, `status` and `summarize` read the run dirs, bad input is one line."""
 import os
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -173,11 +174,26 @@ def test_jobs_refusal_by_the_train_command_is_its_line(tiny, capfd):
 
 def test_jobs_share_out_the_cores_unless_the_user_set_threads(monkeypatch):
     monkeypatch.setattr(runner, 'cores', lambda: 8)
-    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
-    assert (runner.child_threads(1), runner.child_threads(2), runner.child_threads(3),
-            runner.child_threads(16)) == (None, '4', '2', '1')
-    monkeypatch.setenv('OMP_NUM_THREADS', '3')
-    assert runner.child_threads(2) is None
+    threads = [runner.child_env(n, {'PATH': 'p'}).get('OMP_NUM_THREADS') for n in (1, 2, 3, 16)]
+    assert threads == [None, '4', '2', '1']
+    assert runner.child_env(2, {'OMP_NUM_THREADS': '3'})['OMP_NUM_THREADS'] == '3'
+    assert runner.child_env(2, {'PATH': 'p'})['PATH'] == 'p'
+
+
+def test_jobs_children_get_the_users_threads_not_the_commands_own(tmp_path):
+    """`python -m ...experiment run --jobs 2` with OMP_NUM_THREADS unset: the command's
+    own set-up (all cores for MXNet in this process) must not reach the children, which
+    would then oversubscribe the cores; each child gets cores / 2."""
+    path = tmp_path / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(TINY))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop('OMP_NUM_THREADS', None)
+    done = subprocess.run([sys.executable, '-m', 'gluon_resnet_v2.experiment', 'run', str(path),
+                           '--root', str(tmp_path / 'root'), '--jobs', '2', '--rows', 'a'],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = (tmp_path / 'root' / 'tiny-paper' / 'a' / 'seed0.out').read_text()
+    assert 'cpu(0), %d OpenMP thread' % max(1, runner.cores() // 2) in out
 
 
 BAD = {

@@ -87,7 +87,7 @@ def run_command(name, scale, seeds, rows, root, jobs, **passed):
     check_output_dir(root, '--root')
     planned = runner.plan(table, scale, root, runner.select_rows(table, rows),
                           seeds or table.seeds, extra)
-    outcome = runner.run_jobs(planned, parallel=jobs)
+    outcome = runner.run_jobs(planned, parallel=jobs, user_env=click.get_current_context().obj)
     counts = {}
     for word in outcome.values():
         counts[word] = counts.get(word, 0) + 1
@@ -158,6 +158,8 @@ def summarize_command(name, scale, seeds, root, out, plot):
 
 def run():
     """The console entry point (grv-experiment)."""
+    # the runs get the user's environment, not main_wrapper's set-up of this process
+    cli.context_settings['obj'] = dict(os.environ)
     main_wrapper(cli)()
 
 
