@@ -172,6 +172,32 @@ def test_jobs_refusal_by_the_train_command_is_its_line(tiny, capfd):
         '--dtype float16 is not supported on CPU' in err.strip().splitlines()[-1]
 
 
+def test_two_runs_of_one_table_at_once_each_train_other_runs(tmp_path):
+    """Two `run` commands of the same table started together (one with --jobs 2): both look
+    at row a before either child holds its lock, so one child is refused; that command
+    takes it as a run trained elsewhere and goes on. Both end well, every run is trained
+    once (no iteration logged twice)."""
+    spec = dict(TINY, defaults=dict(TINY['defaults'], max_iters=20, lr_steps=[10],
+                                    eval_interval=20, checkpoint_interval=10),
+                rows=TINY['rows'] + [dict(name='c', train=dict(shortcut='conv1x1'), paper=2.0)])
+    path = tmp_path / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(spec))
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
+    argv = [sys.executable, '-m', 'gluon_resnet_v2.experiment', 'run', str(path), '--root',
+            str(tmp_path / 'root')]
+    procs = [subprocess.Popen(argv + extra, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for extra in ([], ['--jobs', '2'])]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    said = ''.join(o for o, _ in outs)
+    assert 'running in another process, skipped' in said or 'running, skipped' in said
+    for row in ('a', 'b', 'c'):
+        d = str(tmp_path / 'root' / 'tiny-paper' / row / 'seed0')
+        assert rundir.state(d)['state'] == 'finished'
+        its = [r['iteration'] for r in runlog.read_log(d) if r.get('train_loss') is not None]
+        assert its == sorted(set(its)) and its[-1] == 20, (row, its)
+
+
 def test_jobs_share_out_the_cores_unless_the_user_set_threads(monkeypatch):
     monkeypatch.setattr(runner, 'cores', lambda: 8)
     threads = [runner.child_env(n, {'PATH': 'p'}).get('OMP_NUM_THREADS') for n in (1, 2, 3, 16)]

@@ -122,29 +122,42 @@ def run_jobs(jobs, echo=click.echo, parallel=1, user_env=None):
     a line here as each starts and ends. Returns {label: outcome}. Bad input in a child
     (exit 2) stops here with its message; Ctrl-C stops after every child has recorded its
     state."""
-    outcome, todo = {}, []
-    for n, job in enumerate(jobs, 1):
-        state = job_state(job)[0]
-        head = '[%d/%d] %s: ' % (n, len(jobs), job.label)
-        if state in SKIP:
-            echo(head + '%s, skipped' % WORDS[state])
-            outcome[job.label] = WORDS[state]
-        else:
-            todo.append((head, job, state))
+    outcome = {}
+    todo = [('[%d/%d] %s: ' % (n, len(jobs), job.label), job) for n, job in enumerate(jobs, 1)]
     if parallel == 1:
-        for head, job, state in todo:
-            echo(head + ('resuming %s' if state else 'training in %s') % job.run_dir)
-            code, error = train_child(job)
-            record(outcome, job, code, error, echo)
+        for head, job in todo:
+            go, state = turn(head, job, outcome, echo)
+            if go:
+                echo(head + ('resuming %s' if state else 'training in %s') % job.run_dir)
+                code, error = train_child(job)
+                record(outcome, job, code, error, echo)
     else:
         run_parallel(todo, child_env(parallel, os.environ if user_env is None else user_env),
                      parallel, outcome, echo)
     return outcome
 
 
+def turn(head, job, outcome, echo):
+    """(whether to train the job, its state) when its turn comes: a finished or diverged
+    run, or one another process trains (another `run` of the same table may have taken it
+    since this one started), is left alone."""
+    state = job_state(job)[0]
+    if state in SKIP:
+        echo(head + '%s, skipped' % WORDS[state])
+        outcome[job.label] = WORDS[state]
+        return False, state
+    return True, state
+
+
 def record(outcome, job, code, error, echo, others=()):
     """A child's exit code into `outcome`; Ctrl-C and bad input stop the table (after
     `others`, the children still running, have stopped and written their state)."""
+    if code == 2 and job_state(job)[0] == 'running':
+        # another `run` of the table started this run between our look and our child's
+        # lock (the train command refuses a run dir in use): it is that one's
+        echo('%s: running in another process, skipped' % job.label)
+        outcome[job.label] = WORDS['running']
+        return
     if code in (130, 2):
         stop(others)
     if code == 130:
@@ -165,7 +178,10 @@ def run_parallel(todo, env, parallel, outcome, echo):
     try:
         while todo or running:
             while todo and len(running) < parallel:
-                head, job, state = todo.pop(0)
+                head, job = todo.pop(0)
+                go, state = turn(head, job, outcome, echo)
+                if not go:
+                    continue
                 out = job.run_dir.rstrip(os.sep) + '.out'
                 os.makedirs(os.path.dirname(out), exist_ok=True)
                 with open(out, 'ab') as f:
@@ -178,11 +194,12 @@ def run_parallel(todo, env, parallel, outcome, echo):
             for proc in [p for p in running if p.poll() is not None]:
                 job, out = running.pop(proc)
                 error = last_error(out)
-                word = {0: 'done', 3: 'diverged', 2: 'refused', 130: 'interrupted'}.get(
+                word = {0: 'done', 3: 'diverged', 130: 'interrupted'}.get(
                     proc.returncode, 'failed (exit %d)' % proc.returncode)
                 err = job_state(job)[3]
-                echo('%s: %s%s' % (job.label, word, '' if err is None else
-                                   ', test error %.2f %%' % (100 * err)))
+                if proc.returncode != 2:          # refused: record() says why
+                    echo('%s: %s%s' % (job.label, word, '' if err is None else
+                                       ', test error %.2f %%' % (100 * err)))
                 record(outcome, job, proc.returncode, error, echo, running)
             time.sleep(0.2)
     except KeyboardInterrupt:
