@@ -315,12 +315,17 @@ def test_at_the_quick_scale_ranks_replace_differences_and_fail():
     rows = {r.name: r for r in table.rows}
     results = [summary.row_result(rows['identity'], {0: 45.0}, 0, 1),
                summary.row_result(rows['scale_0.5'], {0: 80.0}, 0, 1),
-               summary.row_result(rows['conv1x1'], {0: 40.0}, 0, 1)]
+               summary.row_result(rows['conv1x1'], {0: 40.0}, 0, 1),
+               summary.row_result(rows['dropout_0.5'], {}, 1, 1),
+               summary.row_result(rows['gate_shortcut_bg0'], {}, 0, 1)]
     text = summary.markdown(table, quick, results, 1)
     assert 'not comparable' in text and 'fail:' not in text
     assert '| identity | 1/1 | 45.00 | 6.61 |  | 2 / 1 |' in text
     assert '| conv1x1 | 1/1 | 40.00 | 12.22 |  | 1 / 2 |' in text
     assert '| scale_0.5 | 1/1 | 80.00 | fail (> 20) |  | 3 / 3 |' in text
+    # diverged everywhere: below every result, tied with the paper's other fail
+    assert '| dropout_0.5 | 0/1, 1 diverged | diverged | fail (> 20) |  | 4 / 3 |' in text
+    assert '| gate_shortcut_bg0 | 0/1 | not run | 12.86 |  |  |' in text
 
 
 def test_list_prints_the_rows_and_the_quick_scale(capsys):

@@ -81,10 +81,13 @@ def paper_key(paper):
 
 def markdown(table, scale, results, seeds):
     """The summary as Markdown: a heading, what was measured, one line per row."""
-    ours_rank = ranks([r['median'] for r in results])
-    # the paper's ranks among the same rows: those with results of ours
-    paper_rank = ranks([paper_key(r['row'].paper) if r['median'] is not None else None
-                        for r in results])
+    # a row whose every run diverged ranks below every row with a result (tied), as the
+    # paper ranks its "fail"s; the paper's ranks are among the same rows
+    keys = [r['median'] if r['median'] is not None else float('inf') if r['diverged'] else None
+            for r in results]
+    ours_rank = ranks(keys)
+    paper_rank = ranks([paper_key(r['row'].paper) if k is not None else None
+                        for r, k in zip(results, keys)])
     lines = ['# %s, %s scale' % (table.title, scale.name), '',
              'Scale: %s.' % scale.description, '',
              'Schedule of the runs: %s.' % '; '.join(schedules(table, scale)), '',
