@@ -52,6 +52,7 @@ from dataclasses import fields
 import click
 
 from .cli import main_wrapper, output_file
+from .environ import cores
 from .config import OptimConfig
 from .environ import CPU_ENGINE
 from .errors import UserError
@@ -297,8 +298,7 @@ def machine():
                     flags = set(value.split())
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    return dict(cpu=name or 'unknown CPU', cores=cores,
+    return dict(cpu=name or 'unknown CPU', cores=cores(),
                 features=[f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags])
 
 

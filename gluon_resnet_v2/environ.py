@@ -35,13 +35,18 @@ def _set(key, value):
         os.environ[key] = str(value)
 
 
+def cores():
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    return (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+            else os.cpu_count()) or 1
+
+
 def command_line_defaults():
     """What a command-line run needs before MXNet is imported: MXNet sizes its CPU thread
     pool at import and, with OMP_NUM_THREADS unset, uses half the cores (measured 0.64x
     the speed on 2 cores). A value the user set stands."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     # MXNET_SUBGRAPH_VERBOSE=0: no "Subgraph backend MKLDNN is activated" line per bind
-    return {'OMP_NUM_THREADS': str(cores or 1), 'MXNET_SUBGRAPH_VERBOSE': '0'}
+    return {'OMP_NUM_THREADS': str(cores()), 'MXNET_SUBGRAPH_VERBOSE': '0'}
 
 
 def command_line():

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import click
 
 from .. import runs
+from ..environ import cores
 from ..errors import RunInterrupted, UserError
 from .definitions import build, row_settings, train_argv
 
@@ -98,11 +99,6 @@ def job_state(job):
     row = runs.summarise(job.run_dir, job.label)
     state = row['state'] if row['state'] in WORDS else None
     return state, row['iteration'], row['total'], row['final_test_err']
-
-
-def cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else \
-        (os.cpu_count() or 1)
 
 
 def child_env(parallel, user_env):

@@ -35,6 +35,7 @@ import statistics
 import click
 
 from gluon_resnet_v2.cli import output_file
+from gluon_resnet_v2.environ import cores
 
 from . import child
 
@@ -170,7 +171,7 @@ def variant_env(variant, base=None):
     would take half of them)."""
     env = {k: v for k, v in (base if base is not None else os.environ).items()
            if k != 'MXNET_BACKWARD_DO_MIRROR'}
-    env.setdefault('OMP_NUM_THREADS', str(len(os.sched_getaffinity(0))))
+    env.setdefault('OMP_NUM_THREADS', str(cores()))
     env.update(VARIANT_ENV[variant])
     return env
 
@@ -220,7 +221,7 @@ def build_report(cases, runs, config):
     import mxnet as mx
     config = dict(config, cases=list(cases), variants=list(VARIANTS), **SETUP,
                   omp_num_threads=variant_env('hybrid')['OMP_NUM_THREADS'],
-                  cores=len(os.sched_getaffinity(0)), mxnet=mx.__version__)
+                  cores=cores(), mxnet=mx.__version__)
     out = []
     for case in cases:
         name, batch = parse_case(case)
