@@ -508,6 +508,10 @@ def divergence_cause(optim, iteration):
         return 'the momentum (--momentum %g) is the likely cause: lower it (paper: 0.9)' % (
             optim.momentum)
     if optim.warmup_iters and iteration <= optim.warmup_iters:
+        if optim.warmup_mode == 'linear':
+            return ('it diverged during the linear warm-up (the rate rising from %g to %g, '
+                    '%.3g at iteration %d): lengthen --warmup-iters or lower --lr'
+                    % (optim.warmup_lr, optim.lr, schedule.lr_at(optim, iteration - 1), iteration))
         return ('it diverged during the warm-up at --warmup-lr %g: lower --warmup-lr'
                 % optim.warmup_lr)
     if not optim.warmup_iters and iteration <= 2000:

@@ -123,6 +123,9 @@ def test_status_follows_the_run(tmp_path, capsys):
 def test_divergence_names_the_likely_setting():
     assert 'momentum' in divergence_cause(OptimConfig(momentum=0.995), 5000)
     assert '--warmup-lr' in divergence_cause(OptimConfig(), 100)
+    linear = divergence_cause(OptimConfig(warmup_mode='linear', warmup_iters=100), 50)
+    assert 'linear warm-up (the rate rising from 0.01 to 0.1, 0.0546 at iteration 50)' in linear
+    assert '--warmup-iters' in linear and '--warmup-lr' not in linear
     assert 'without a warm-up' in divergence_cause(OptimConfig(warmup_iters=0), 30)
     assert '--lr 0.1' in divergence_cause(OptimConfig(), 5000)
 
