@@ -239,11 +239,7 @@ def train_child(job):
         error = pass_through(proc.stderr)
         proc.wait()
     except KeyboardInterrupt:
-        try:                      # a Ctrl-C at the terminal reached the child as well
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:     # a SIGINT sent to this process alone
-            proc.send_signal(signal.SIGINT)
-            proc.wait()
+        stop([proc])
         pass_through(proc.stderr)             # its last words: what it kept
         return 130, None
     return proc.returncode, error
