@@ -88,7 +88,9 @@ def _add(F, s, f, g, opts):
 
 def _scale(F, s, f, g, opts):
     """Fig. 2(b) constant scaling: lambda*x + F, or lambda*x + (1-lambda)*F ("frozen gating")."""
-    return opts['scale'] * s + (1.0 - opts['scale'] if opts['scale_residual'] else 1.0) * f
+    if opts['scale_residual']:
+        f = (1.0 - opts['scale']) * f
+    return opts['scale'] * s + f
 
 
 def _exclusive_gate(F, s, f, g, opts):
