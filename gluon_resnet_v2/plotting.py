@@ -59,14 +59,22 @@ def draw_panel(loss_ax, runs, colours, style, title):
     loss_ax.set_ylabel('training loss (dashed)')
     err_ax.set_ylabel('test error % (solid), validation (dotted)')
     if style.log_loss:
+        from matplotlib.ticker import ScalarFormatter
         loss_ax.set_yscale('log')
+        for axis in (loss_ax.yaxis.set_major_formatter, loss_ax.yaxis.set_minor_formatter):
+            axis(ScalarFormatter())         # 2, 3 rather than 2x10^0
     if style.loss_ylim:
         loss_ax.set_ylim(*style.loss_ylim)
     if style.err_ylim:
         err_ax.set_ylim(*style.err_ylim)
     handles = loss_ax.get_legend_handles_labels()
     more = err_ax.get_legend_handles_labels()
-    err_ax.legend(handles[0] + more[0], handles[1] + more[1], loc='upper right', fontsize=8)
+    labels = handles[1] + more[1]
+    if len(labels) <= 8:
+        err_ax.legend(handles[0] + more[0], labels, loc='upper right', fontsize=8)
+    else:                           # many runs: below the panel, not over the curves
+        err_ax.legend(handles[0] + more[0], labels, loc='upper center', fontsize=8,
+                      bbox_to_anchor=(0.5, -0.14), ncol=2)
     loss_ax.set_title(title)
     loss_ax.grid(alpha=0.3)
     return drawn
@@ -80,7 +88,9 @@ def figure(panels, style=Style(), title=None):
     n = len(panels)
     cols = 1 if n == 1 else 2
     rows = (n + cols - 1) // cols
-    fig = Figure(figsize=(8 if cols == 1 else 14, 5 * rows))
+    # a panel of more than 4 runs has its legend below it (draw_panel): room for its lines
+    legend = max(len(runs) for _, runs in panels)
+    fig = Figure(figsize=(8 if cols == 1 else 14, (5 + (0.2 * legend if legend > 4 else 0)) * rows))
     paths = list(dict.fromkeys(p for _, runs in panels for p in runs.values()))
     colours = {p: colour(i, len(paths)) for i, p in enumerate(paths)}
     axes = fig.subplots(rows, cols, squeeze=False).ravel()

@@ -246,6 +246,7 @@ DEFS = {
     'twice': ({'rows': [{'name': 'x'}, {'name': 'x'}]}, 'appears twice'),
     'bad name': ({'rows': [{'name': '../x'}]}, 'needs a name'),
     'paper': ({'rows': [{'name': 'x', 'paper': 'great'}]}, 'paper must be a number'),
+    'group': ({'rows': [{'name': 'x', 'group': 110}]}, 'group must be a text'),
     'no rows': ({'title': 't'}, 'has no rows'),
 }
 
@@ -326,6 +327,47 @@ def test_at_the_quick_scale_ranks_replace_differences_and_fail():
     # diverged everywhere: below every result, tied with the paper's other fail
     assert '| dropout_0.5 | 0/1, 1 diverged | diverged | fail (> 20) |  | 4 / 3 |' in text
     assert '| gate_shortcut_bg0 | 0/1 | not run | 12.86 |  |  |' in text
+
+
+def test_ranks_are_within_the_rows_groups():
+    # Table 2 compares placements within one depth: ResNet-164's rows are not ranked
+    # against ResNet-110's (whose errors at the quick scale are lower)
+    table, quick = definitions.load_table('table2'), definitions.load_scales()['quick']
+    rows = {r.name: r for r in table.rows}
+    assert rows['r110_original'].group == 'ResNet-110' != rows['r164_original'].group
+    results = [summary.row_result(rows[name], {0: e}, 0, 1) for name, e in
+               [('r110_original', 47.0), ('r110_full_preact', 41.0), ('r110_relu_preact', 45.0),
+                ('r164_original', 54.0), ('r164_full_preact', 46.0)]]
+    text = summary.markdown(table, quick, results, 1)
+    assert 'Ranks are within a group' in text
+    assert '| r110_original | ResNet-110 | 1/1 | 47.00 | 6.61 |  | 3 / 2 |' in text
+    assert '| r110_full_preact | ResNet-110 | 1/1 | 41.00 | 6.37 |  | 1 / 1 |' in text
+    assert '| r110_relu_preact | ResNet-110 | 1/1 | 45.00 | 6.71 |  | 2 / 3 |' in text
+    assert '| r164_original | ResNet-164 | 1/1 | 54.00 | 5.93 |  | 2 / 2 |' in text
+    assert '| r164_full_preact | ResNet-164 | 1/1 | 46.00 | 5.46 |  | 1 / 1 |' in text
+    assert summary.ranks([3, 1, 2, 1], ['a', 'a', 'b', 'b']) == [2, 1, 2, 1]
+    # a table without groups ranks all its rows together, with no group column
+    table1 = definitions.load_table('table1')
+    plain = [summary.row_result(r, {0: 50.0 - i}, 0, 1) for i, r in enumerate(table1.rows[:3])]
+    text = summary.markdown(table1, quick, plain, 1)
+    assert 'group' not in text and '| 3 / ' in text and '| 1 / ' in text
+
+
+def test_summarize_draws_one_panel_per_group(tmp_path, capsys):
+    table, quick = definitions.load_table('table2'), definitions.load_scales()['quick']
+    rows = {r.name: r for r in table.rows}
+    for name, errors in [('r110_original', [0.6, 0.48]), ('r110_full_preact', [0.5, 0.41]),
+                         ('r164_full_preact', [0.55, 0.46])]:
+        fake_run(tmp_path, table, quick, rows[name], 0, 'finished', errors)
+    results = summary.collect(table, quick, str(tmp_path), 1)
+    panels = summary.curve_panels(table, quick, str(tmp_path), results)
+    assert [(title, sorted(runs)) for title, runs in panels] == [
+        ('ResNet-110', ['r110_full_preact (seed 0)', 'r110_original (seed 0)']),
+        ('ResNet-164', ['r164_full_preact (seed 0)'])]
+    code, out, err = experiment(['summarize', 'table2', '--scale', 'quick', '--seeds', '1',
+                                 '--root', tmp_path], capsys)
+    assert code == 0, err
+    assert (tmp_path / 'table2-quick' / 'curves.png').read_bytes()[:4] == b'\x89PNG'
 
 
 def test_list_prints_the_rows_and_the_quick_scale(capsys):

@@ -47,9 +47,10 @@ def list_command(name):
     table, scales = definitions.load_table(name), definitions.load_scales()
     click.echo('%s (%s; %d seeds)' % (table.title, table.metric, table.seeds))
     for row in table.rows:
-        click.echo('  %-26s paper %-7s %s%s' % (
+        click.echo('  %-26s paper %-7s %s%s%s' % (
             row.name, summary.paper_text(row.paper).split(' ')[0],
             ' '.join(definitions.train_argv(row.train)),
+            '  [group: %s]' % row.group if row.group else '',
             '  # ' + row.note if row.note else ''))
     for s in table.scales:
         click.echo('scale %s: %s' % (s, scales[s].description))
@@ -147,11 +148,12 @@ def summarize_command(name, scale, seeds, root, out, plot):
     os.replace(out + '.tmp', out)
     click.echo(text)
     click.echo('written: %s' % out)
-    curves = summary.representative_runs(table, scale, root, results)
-    if curves:
-        from ..plotting import plot_runs
-        click.echo('written: %s' % plot_runs(curves, plot, '%s, %s scale' % (
-            table.title, scale.name)))
+    panels = summary.curve_panels(table, scale, root, results)
+    if panels:
+        # the loss on a log scale: a row's first logged loss can be 10x its last
+        from ..plotting import Style, figure, save
+        click.echo('written: %s' % save(figure(panels, Style(log_loss=True), '%s, %s scale' % (
+            table.title, scale.name)), plot))
     else:
         click.echo('no finished run to draw: %s not written' % plot)
 

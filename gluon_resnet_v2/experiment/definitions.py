@@ -4,7 +4,9 @@ and the scales they run at (scales.yaml).
 A table file holds a title, the metric, the number of seeds the paper's medians are over,
 `defaults` (train options of every row), optionally `scales` (those it may run at; default
 all) and `rows`: each a name, its own train options, the paper's number (a percentage, or
-"fail" where the paper reports above 20 %) and an optional note. Train options are config
+"fail" where the paper reports above 20 %), an optional note and an optional group (the
+rows the paper compares with one another, e.g. one network's placements: ranks are taken
+within a group; default one group, the whole table). Train options are config
 field names (config.py; `python -m gluon_resnet_v2.train` takes each with dashes), so a
 row is exactly a training command and is checked as one: every row at every scale builds
 its Config (types, choices, ranges) and resolves its network (the registry's checks)
@@ -40,6 +42,7 @@ class Row:
     train: dict                      # config field -> value: the table's defaults + its own
     paper: Union[float, str, None]   # the paper's error %, FAIL, or None (not reported)
     note: str = ''
+    group: str = ''                  # rows ranked together ('': the whole table)
 
 
 @dataclass(frozen=True)
@@ -158,17 +161,21 @@ def _row(spec, defaults, where):
         raise DefinitionError('%s needs a name of letters, digits, _ . + - (it names a folder): '
                               'fix the file' % where)
     where = '%s (%s)' % (where, spec['name'])
-    unknown = sorted(set(spec) - {'name', 'train', 'paper', 'note'})
+    unknown = sorted(set(spec) - {'name', 'train', 'paper', 'note', 'group'})
     if unknown:
-        raise DefinitionError('%s: unknown key %s: a row has name, train, paper, note'
+        raise DefinitionError('%s: unknown key %s: a row has name, train, paper, note, group'
                               % (where, ', '.join(unknown)))
+    group = spec.get('group', '')
+    if not isinstance(group, str):
+        raise DefinitionError('%s: group must be a text (the rows ranked together), got %r'
+                              % (where, group))
     paper = spec.get('paper')
     if not (paper is None or paper == FAIL or
             (isinstance(paper, (int, float)) and not isinstance(paper, bool))):
         raise DefinitionError('%s: paper must be a number (error %%) or "fail", got %r'
                               % (where, paper))
     train = layer(defaults, _mapping(spec.get('train'), where + ' train'))
-    return Row(spec['name'], train, paper, str(spec.get('note') or ''))
+    return Row(spec['name'], train, paper, str(spec.get('note') or ''), group)
 
 
 def layer(*parts):

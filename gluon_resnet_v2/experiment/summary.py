@@ -67,11 +67,14 @@ def difference(r, scale):
     return '%+.2f' % (median - paper)
 
 
-def ranks(values):
-    """1-based competition ranks of comparable values (None: no rank); equal values share
-    the lower rank."""
-    known = [v for v in values if v is not None]
-    return [None if v is None else 1 + sum(k < v for k in known) for v in values]
+def ranks(values, groups=None):
+    """1-based competition ranks of comparable values (None: no rank) within each group
+    (groups: one label per value; default all one group); equal values share the lower
+    rank."""
+    groups = groups or [''] * len(values)
+    known = [(v, g) for v, g in zip(values, groups) if v is not None]
+    return [None if v is None else 1 + sum(k < v for k, h in known if h == g)
+            for v, g in zip(values, groups)]
 
 
 def paper_key(paper):
@@ -82,12 +85,15 @@ def paper_key(paper):
 def markdown(table, scale, results, seeds):
     """The summary as Markdown: a heading, what was measured, one line per row."""
     # a row whose every run diverged ranks below every row with a result (tied), as the
-    # paper ranks its "fail"s; the paper's ranks are among the same rows
+    # paper ranks its "fail"s; the paper's ranks are among the same rows, both within the
+    # rows' groups (the rows the paper compares, e.g. one network's)
     keys = [r['median'] if r['median'] is not None else float('inf') if r['diverged'] else None
             for r in results]
-    ours_rank = ranks(keys)
+    groups = [r['row'].group for r in results]
+    ours_rank = ranks(keys, groups)
     paper_rank = ranks([paper_key(r['row'].paper) if k is not None else None
-                        for r, k in zip(results, keys)])
+                        for r, k in zip(results, keys)], groups)
+    grouped = any(groups)
     lines = ['# %s, %s scale' % (table.title, scale.name), '',
              'Scale: %s.' % scale.description, '',
              'Schedule of the runs: %s.' % '; '.join(schedules(table, scale)), '',
@@ -97,15 +103,19 @@ def markdown(table, scale, results, seeds):
     if not scale.compare:
         lines += ['At this scale the errors are not comparable to the paper\'s: no difference '
                   'is given, and "fail" (> 20 %) is not applied; compare the ranks.', '']
-    lines += ['| row | seeds done | ours % | paper % | difference | rank ours / paper | note |',
-              '|---|---:|---:|---:|---:|---:|---|']
+    if grouped:
+        lines += ['Ranks are within a group: the rows the paper compares with one another.',
+                  '']
+    lines += ['| row |%s seeds done | ours %% | paper %% | difference | rank ours / paper%s | '
+              'note |' % (' group |' if grouped else '', ' in group' if grouped else ''),
+              '|---|%s---:|---:|---:|---:|---:|---|' % ('---|' if grouped else '')]
     for r, a, b in zip(results, ours_rank, paper_rank):
         done = '%d/%d' % (r['done'], r['planned']) + (
             ', %d diverged' % r['diverged'] if r['diverged'] else '')
         rank = '' if a is None else '%d / %s' % (a, '' if b is None else b)
-        lines.append('| %s | %s | %s | %s | %s | %s | %s |' % (
-            r['row'].name, done, ours(r, scale), paper_text(r['row'].paper),
-            difference(r, scale), rank, r['row'].note))
+        lines.append('| %s |%s %s | %s | %s | %s | %s | %s |' % (
+            r['row'].name, ' %s |' % r['row'].group if grouped else '', done, ours(r, scale),
+            paper_text(r['row'].paper), difference(r, scale), rank, r['row'].note))
     return '\n'.join(lines) + '\n'
 
 
@@ -132,6 +142,19 @@ def representative_runs(table, scale, root, results):
             out['%s (seed %d)' % (r['row'].name, seed)] = run_dir(root, table, scale,
                                                                  r['row'], seed)
     return out
+
+
+def curve_panels(table, scale, root, results):
+    """[(panel title, {label: run dir})] of the overlay: the rows' median seeds, one panel
+    per group of rows (the table's title where it has no groups)."""
+    reps = representative_runs(table, scale, root, results)
+    groups = {}
+    for r in results:
+        label = next((k for k in reps if k.startswith(r['row'].name + ' (')), None)
+        if label:
+            groups.setdefault(r['row'].group, {})[label] = reps[label]
+    title = '%s, %s scale' % (table.title, scale.name)
+    return [(g or title, runs) for g, runs in groups.items()]
 
 
 def default_paths(table, scale, root):
