@@ -147,14 +147,11 @@ def representative_runs(table, scale, root, results):
 def curve_panels(table, scale, root, results):
     """[(panel title, {label: run dir})] of the overlay: the rows' median seeds, one panel
     per group of rows (the table's title where it has no groups)."""
-    reps = representative_runs(table, scale, root, results)
-    groups = {}
-    for r in results:
-        label = next((k for k in reps if k.startswith(r['row'].name + ' (')), None)
-        if label:
-            groups.setdefault(r['row'].group, {})[label] = reps[label]
     title = '%s, %s scale' % (table.title, scale.name)
-    return [(g or title, runs) for g, runs in groups.items()]
+    panels = [(g or title, representative_runs(table, scale, root,
+                                               [r for r in results if r['row'].group == g]))
+              for g in dict.fromkeys(r['row'].group for r in results)]
+    return [(name, runs) for name, runs in panels if runs]
 
 
 def default_paths(table, scale, root):
