@@ -244,7 +244,8 @@ def summarise(run_dir, label):
     warnings = ([cfg_problem] if cfg_problem else []) + ([log_problem] if log_problem else [])
     warnings += ['%d damaged log line%s' % (damaged, 's' * (damaged > 1))] if damaged else []
     return dict(run=label, path=run_dir, model=model, **details,
-                trainer='module' if module else 'gluon', iteration=iteration, total=total,
+                trainer='module' if module else 'gluon', dtype=setting(cfg, 'optim', 'dtype'),
+                iteration=iteration, total=total,
                 epochs=epochs, final_test_err=final, final_iteration=final_at,
                 best_test_err=best, best_iteration=best_at, img_per_sec=median_rate(records),
                 state=state, state_inferred=inferred,

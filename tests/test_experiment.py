@@ -270,10 +270,11 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, capsys):
 
 # ------------------------------------------------------------------ summarize
 
-def fake_run(root, table, scale, row, seed, state, errors):
-    """A run dir written by hand: config, a log whose test errors are `errors`, a status."""
+def fake_run(root, table, scale, row, seed, state, errors, extra=None):
+    """A run dir written by hand: config (the row's, `extra` train options on top), a log
+    whose test errors are `errors`, a status."""
     d = runner.run_dir(str(root), table, scale, row, seed)
-    runlog.write_config(d, definitions.build(definitions.row_settings(row, scale), d,
+    runlog.write_config(d, definitions.build(definitions.row_settings(row, scale, extra), d,
                                              seed).to_dict())
     log = runlog.JsonlLog(d)
     for i, e in enumerate(errors, 1):
@@ -302,6 +303,7 @@ def test_summarize_median_mean_std_and_the_papers_numbers(tmp_path, capsys):
     assert cells['scale_0.5'] == ['1/3, 1 diverged', 'fail: 55.00', 'fail (> 20)', 'both fail',
                                   '3 / 3', '']
     assert cells['dropout_0.5'][:2] == ['0/3', 'not run']       # interrupted: not counted
+    assert 'Precision of the finished runs: float32.' in out
     written = tmp_path / 'table1-paper' / 'summary.md'
     assert written.read_text() in out
     png = tmp_path / 'table1-paper' / 'curves.png'
@@ -358,8 +360,10 @@ def test_summarize_draws_one_panel_per_group(tmp_path, capsys):
     rows = {r.name: r for r in table.rows}
     for name, errors in [('r110_original', [0.6, 0.48]), ('r110_full_preact', [0.5, 0.41]),
                          ('r164_full_preact', [0.55, 0.46])]:
-        fake_run(tmp_path, table, quick, rows[name], 0, 'finished', errors)
+        fake_run(tmp_path, table, quick, rows[name], 0, 'finished', errors, {'dtype': 'bfloat16'})
     results = summary.collect(table, quick, str(tmp_path), 1)
+    assert 'Precision of the finished runs: bfloat16.' in summary.markdown(table, quick,
+                                                                            results, 1)
     panels = summary.curve_panels(table, quick, str(tmp_path), results)
     assert [(title, sorted(runs)) for title, runs in panels] == [
         ('ResNet-110', ['r110_full_preact (seed 0)', 'r110_original (seed 0)']),

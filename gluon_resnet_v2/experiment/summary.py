@@ -14,10 +14,12 @@ from .definitions import FAIL, build, row_settings
 from .runner import run_dir, table_dir
 
 
-def row_result(row, errors, diverged, planned):
-    """The numbers of one row: errors in % of its finished seeds {seed: error}."""
+def row_result(row, errors, diverged, planned, dtypes=()):
+    """The numbers of one row: errors in % of its finished seeds {seed: error}; dtypes:
+    the precisions they trained in."""
     values = list(errors.values())
     return dict(row=row, errors=errors, done=len(values), diverged=diverged, planned=planned,
+                dtypes=set(dtypes),
                 median=statistics.median(values) if values else None,
                 mean=statistics.mean(values) if values else None,
                 std=statistics.stdev(values) if len(values) > 1 else None)
@@ -27,13 +29,14 @@ def collect(table, scale, root, seeds):
     """[row_result] of every row, read from its run dirs (seeds 0..seeds-1)."""
     out = []
     for row in table.rows:
-        errors, diverged = {}, 0
+        errors, diverged, dtypes = {}, 0, []
         for seed in range(seeds):
             info = runs.summarise(run_dir(root, table, scale, row, seed), row.name)
             if info['state'] == 'finished' and info['final_test_err'] is not None:
                 errors[seed] = 100 * info['final_test_err']
+                dtypes.append(info['dtype'])
             diverged += info['state'] == 'diverged'
-        out.append(row_result(row, errors, diverged, seeds))
+        out.append(row_result(row, errors, diverged, seeds, dtypes))
     return out
 
 
@@ -97,6 +100,7 @@ def markdown(table, scale, results, seeds):
     lines = ['# %s, %s scale' % (table.title, scale.name), '',
              'Scale: %s.' % scale.description, '',
              'Schedule of the runs: %s.' % '; '.join(schedules(table, scale)), '',
+             'Precision of the finished runs: %s.' % precisions(results), '',
              'Ours: final test error %% (median, and mean ± sample std where more than one '
              'seed), over the finished seeds of %d planned; paper: %s.' % (seeds, table.metric),
              '']
@@ -117,6 +121,12 @@ def markdown(table, scale, results, seeds):
             r['row'].name, ' %s |' % r['row'].group if grouped else '', done, ours(r, scale),
             paper_text(r['row'].paper), difference(r, scale), rank, r['row'].note))
     return '\n'.join(lines) + '\n'
+
+
+def precisions(results):
+    """The dtypes the finished runs trained in, in words (a table may mix them)."""
+    dtypes = sorted(set().union(*(r['dtypes'] for r in results)) - {None})
+    return ', '.join(dtypes) if dtypes else 'none finished'
 
 
 def schedules(table, scale):
