@@ -152,8 +152,8 @@ def summarize_command(name, scale, seeds, root, out, plot):
     if panels:
         # the loss on a log scale: a row's first logged loss can be 10x its last
         from ..plotting import Style, figure, save
-        click.echo('written: %s' % save(figure(panels, Style(log_loss=True), '%s, %s scale' % (
-            table.title, scale.name)), plot))
+        click.echo('written: %s' % save(figure(panels, Style(log_loss=True),
+                                               summary.heading(table, scale)), plot))
     else:
         click.echo('no finished run to draw: %s not written' % plot)
 

@@ -97,7 +97,7 @@ def markdown(table, scale, results, seeds):
     paper_rank = ranks([paper_key(r['row'].paper) if k is not None else None
                         for r, k in zip(results, keys)], groups)
     grouped = any(groups)
-    lines = ['# %s, %s scale' % (table.title, scale.name), '',
+    lines = ['# ' + heading(table, scale), '',
              'Scale: %s.' % scale.description, '',
              'Schedule of the runs: %s.' % '; '.join(schedules(table, scale)), '',
              'Precision of the finished runs: %s.' % precisions(results), '',
@@ -121,6 +121,11 @@ def markdown(table, scale, results, seeds):
             r['row'].name, ' %s |' % r['row'].group if grouped else '', done, ours(r, scale),
             paper_text(r['row'].paper), difference(r, scale), rank, r['row'].note))
     return '\n'.join(lines) + '\n'
+
+
+def heading(table, scale):
+    """What the summary and its figure are of: 'Table 1: ..., quick scale'."""
+    return '%s, %s scale' % (table.title, scale.name)
 
 
 def precisions(results):
@@ -157,8 +162,7 @@ def representative_runs(table, scale, root, results):
 def curve_panels(table, scale, root, results):
     """[(panel title, {label: run dir})] of the overlay: the rows' median seeds, one panel
     per group of rows (the table's title where it has no groups)."""
-    title = '%s, %s scale' % (table.title, scale.name)
-    panels = [(g or title, representative_runs(table, scale, root,
+    panels = [(g or heading(table, scale), representative_runs(table, scale, root,
                                                [r for r in results if r['row'].group == g]))
               for g in dict.fromkeys(r['row'].group for r in results)]
     return [(name, runs) for name, runs in panels if runs]
