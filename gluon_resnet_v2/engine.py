@@ -63,11 +63,12 @@ class Run:
         self.kv, self.rank, self.workers = kvstore_setup(cfg.run.kvstore, self.ctxs)
         self.group = Workers(self.kv, self.rank, self.workers)
         self.writer = self.rank == 0                 # one worker writes the run directory
-        # One process owns a run dir: a used one is claimed now, before any work, so a
-        # second command on it is refused at once; a new one when the Loop first writes.
+        # One process owns a run dir, from now, before any work or any look at what the
+        # dir holds: a second command on it is refused at once, and what this one finds
+        # there stays as found. Refused before training, it leaves the dir as it was.
         self.owner = rundir.Ownership(self.run_dir) if self.writer else None
         if self.owner:
-            self.owner.acquire(create=False)
+            self.owner.acquire()
         self.data = None
         with self.closed_on_error():
             if preflight:
@@ -94,11 +95,12 @@ class Run:
                                        part=(self.rank, self.workers))
 
     def close(self):
-        """Stop the data loader and give up the run dir (the Loop calls it at the end)."""
+        """Stop the data loader and give up the run dir (the Loop calls it at the end;
+        before the Loop claimed it, what taking it created goes)."""
         if self.data is not None:
             self.data.close()
         if self.owner:
-            self.owner.release()
+            self.owner.abandon()
 
     @contextlib.contextmanager
     def closed_on_error(self):

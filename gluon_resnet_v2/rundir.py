@@ -23,60 +23,102 @@ from .errors import UserError
 
 LOCK, STATUS = 'run.lock', 'status.json'
 STATES = ('running', 'finished', 'interrupted', 'diverged', 'failed')
+# holder() probes the lock with a shared lock of a few microseconds; an owner taking it at
+# that instant tries again for this long before it calls the directory busy
+PROBE_GRACE = 1.0
+BUSY = ' is in use by '
 
 
 class RunDirBusy(UserError):
     """Another live process owns the run directory."""
 
 
+def is_busy_refusal(message):
+    """Whether a train command's error message (without `error: `) is RunDirBusy's."""
+    return bool(message) and message.startswith('run dir ') and BUSY in message
+
+
 class Ownership:
     """The exclusive lock of a run directory, held from `acquire()` to `release()` (or
-    to the end of the process)."""
+    to the end of the process). A command takes it before it looks at the directory, so
+    what it finds there (a run to resume, or none) stays true while it trains."""
 
     def __init__(self, run_dir):
         self.run_dir, self.path, self._fd = run_dir, os.path.join(run_dir, LOCK), None
+        self._made = []                 # what acquire() created: the lock file, the dir
+        self._found = None              # the text of a run.lock it found, until claim()
 
     @property
     def held(self):
         return self._fd is not None
 
-    def acquire(self, create=True):
+    def acquire(self):
         """Take the lock, or raise RunDirBusy naming the holder, and write who holds it.
-        create=False takes it only where run.lock exists already (a run dir used before)
-        and writes nothing: a busy directory is refused before any work is done, and a
-        refused command leaves the directory as it was. Returns whether the lock is held."""
+        Creates the run dir and run.lock if need be; `abandon()` removes them again when
+        the command is refused, so a refused command leaves the directory as it was."""
         if self.held:
             return True
-        if create:
+        while True:
+            made_dir = not os.path.isdir(self.run_dir)
             os.makedirs(self.run_dir, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_RDWR | (os.O_CREAT if create else 0), 0o664)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RunDirBusy('run dir %s is in use by %s: wait for it to finish, stop it, or '
-                             'choose another --run-dir'
-                             % (self.run_dir, describe(read_holder(self.path)))) from None
+            try:
+                fd, made_file = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                                        0o664), True
+            except FileExistsError:
+                try:
+                    fd, made_file = os.open(self.path, os.O_RDWR), False
+                except FileNotFoundError:     # abandoned just now: make it afresh
+                    continue
+            except FileNotFoundError:         # the dir was abandoned just now
+                continue
+            if not lock_now_or_soon(fd):
+                os.close(fd)
+                raise RunDirBusy('run dir %s%s%s: wait for it to finish, stop it, or choose '
+                                 'another --run-dir'
+                                 % (self.run_dir, BUSY, describe(read_holder(self.path))))
+            if same_file(fd, self.path):
+                break
+            os.close(fd)                      # an abandoned file's lock: take the new one
         self._fd = fd
-        if create:
-            self.claim()
+        self._made = [p for p, made in ((self.path, made_file), (self.run_dir, made_dir))
+                      if made]
+        self._found = None if made_file else os.pread(fd, 1 << 16, 0)
+        self._name_holder()
         return True
 
     def claim(self):
-        """Write who holds the lock into run.lock (the lock must be held)."""
+        """The run starts writing: run.lock names this process again (after a --restart's
+        move, say) and stays, whatever the command's end."""
+        self._made, self._found = [], None
+        self._name_holder()
+
+    def _name_holder(self, text=None):
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
-                                            command=' '.join(sys.argv),
-                                            started=time.time())).encode(), 0)
+        os.pwrite(self._fd, text if text is not None else json.dumps(dict(
+            pid=os.getpid(), host=socket.gethostname(), command=' '.join(sys.argv),
+            started=time.time())).encode(), 0)
 
     def release(self):
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
-            self._fd = None
+            self._fd, self._made, self._found = None, [], None
+
+    def abandon(self):
+        """Release, removing what acquire() created (run.lock, the run dir if still
+        empty) and putting back the text of a run.lock it found: for a command refused
+        before it wrote anything."""
+        if self._fd is None:
+            return
+        if self._found is not None:
+            self._name_holder(self._found)
+        made, self._made, self._found = self._made, [], None
+        for path in made:
+            try:
+                (os.unlink if path == self.path else os.rmdir)(path)
+            except OSError:                   # the dir holds something now: it stays
+                pass
+        self.release()
 
     def __enter__(self):
         self.acquire()
@@ -84,6 +126,28 @@ class Ownership:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def same_file(fd, path):
+    """Whether the open file `fd` is still the one at `path` (not unlinked by abandon())."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def lock_now_or_soon(fd):
+    """Take the exclusive lock on `fd`, trying for PROBE_GRACE seconds: an owner holds it
+    for its whole run, a holder() probe for microseconds. Returns whether it was taken."""
+    deadline = time.monotonic() + PROBE_GRACE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
 
 def read_holder(path):

@@ -30,7 +30,7 @@ import mxnet as mx
 import numpy as np
 import yaml
 
-from gluon_resnet_v2 import bf16, environ, schedule
+from gluon_resnet_v2 import bf16, environ, rundir, schedule
 from gluon_resnet_v2 import mirror as mirroring
 from gluon_resnet_v2.data import dataset_spec
 from gluon_resnet_v2.engine import Backend, Loop, Run
@@ -193,7 +193,7 @@ class ModuleBackend(Backend):
 
 
 def _new_run_dir(run):
-    if run.writer and os.path.isdir(run.run_dir) and os.listdir(run.run_dir):
+    if run.writer and set(os.listdir(run.run_dir)) - {rundir.LOCK}:      # run.lock: ours
         raise UserError('run dir %s is not empty: the Module trainer writes no checkpoints '
                         'and does not resume; choose a new --run-dir (nothing was '
                         'overwritten)' % run.run_dir)

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from gluon_resnet_v2 import rundir, runlog
+from gluon_resnet_v2.errors import UserError
 from gluon_resnet_v2.experiment import definitions, runner, summary
 from gluon_resnet_v2.experiment.__main__ import cli
 from gluon_resnet_v2.models.tables import PLACEMENTS, SHORTCUT_OPTIONS, SHORTCUTS, VERSIONS
@@ -190,12 +191,31 @@ def test_two_runs_of_one_table_at_once_each_train_other_runs(tmp_path):
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     said = ''.join(o for o, _ in outs)
-    assert 'running in another process, skipped' in said or 'running, skipped' in said
+    assert 'taken by another process' in said or 'running, skipped' in said
     for row in ('a', 'b', 'c'):
         d = str(tmp_path / 'root' / 'tiny-paper' / row / 'seed0')
         assert rundir.state(d)['state'] == 'finished'
         its = [r['iteration'] for r in runlog.read_log(d) if r.get('train_loss') is not None]
         assert its == sorted(set(its)) and its[-1] == 20, (row, its)
+
+
+def test_a_child_refused_as_busy_is_another_process_run_whatever_its_status_says(
+        tmp_path, monkeypatch):
+    """Which of two `run` commands trains a run is a race; the loser's child is refused
+    with RunDirBusy's message. The winner's run may have no status yet, be running, or be
+    finished by the time the loser looks: each is "taken", not an error. Any other
+    refusal (exit 2) stops the table, whatever the run dir's status."""
+    job = runner.Job(definitions.Row('a', {}, None), 0, str(tmp_path / 'a' / 'seed0'), {})
+    busy = 'run dir %s%sprocess 1 on h (x): wait for it to finish' % (job.run_dir, rundir.BUSY)
+    for state, word in ((None, 'running'), ('running', 'running'), ('finished', 'done')):
+        monkeypatch.setattr(runner, 'job_state', lambda j, s=state: (s, None, None, None))
+        outcome, said = {}, []
+        runner.record(outcome, job, 2, busy, said.append)
+        assert outcome == {job.label: word}
+        assert said == ['%s: taken by another process (%s), skipped' % (job.label, word)]
+    monkeypatch.setattr(runner, 'job_state', lambda j: ('running', None, None, None))
+    with pytest.raises(UserError, match='--lr must be positive'):
+        runner.record({}, job, 2, '--lr must be positive: give a number > 0', lambda m: None)
 
 
 def test_jobs_share_out_the_cores_unless_the_user_set_threads(monkeypatch):

@@ -11,6 +11,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 from gluon_resnet_v2 import checkpoint, rundir
 from gluon_resnet_v2.config import OptimConfig
@@ -83,6 +84,80 @@ def test_the_same_command_twice_runs_once(tmp_path):
     iterations = [r['iteration'] for r in read_log(run_dir) if r['train_loss'] is not None]
     assert iterations == list(range(5, 41, 5))
     assert rundir.state(str(run_dir))['state'] == 'finished'
+
+
+def test_a_probe_of_the_lock_does_not_refuse_its_next_owner(tmp_path, monkeypatch):
+    """holder() takes a shared lock for microseconds; an owner arriving at that instant
+    waits it out (once this refused a train child and failed a table's run), while a
+    lock held past the grace is still refused."""
+    import fcntl
+    import threading
+    run_dir = str(tmp_path / 'probed')
+    os.makedirs(run_dir)
+    open(os.path.join(run_dir, rundir.LOCK), 'w').close()
+
+    def hold_shared(seconds, taken):
+        fd = os.open(os.path.join(run_dir, rundir.LOCK), os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        taken.set()
+        time.sleep(seconds)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    monkeypatch.setattr(rundir, 'PROBE_GRACE', 0.5)
+    for seconds, refused in ((0.1, False), (1.5, True)):
+        taken = threading.Event()
+        probe = threading.Thread(target=hold_shared, args=(seconds, taken))
+        probe.start()
+        taken.wait()
+        owner = rundir.Ownership(run_dir)
+        if refused:
+            with pytest.raises(rundir.RunDirBusy) as e:
+                owner.acquire()
+            assert rundir.is_busy_refusal(str(e.value))
+        else:
+            assert owner.acquire() and owner.held
+            owner.release()
+        probe.join()
+
+
+def test_a_new_run_dir_is_owned_before_the_command_looks_into_it(tmp_path, capsys):
+    """A command on a new run dir owns it before it checks what the dir holds: a second
+    command arriving while the first is still getting ready is refused as busy (once, a
+    new dir was taken only when the Loop began, and the second command found the first's
+    log without a checkpoint, or trained over its finished run). Refused, it removes
+    the dir and run.lock it made."""
+    run_dir = tmp_path / 'new'
+    owner = rundir.Ownership(str(run_dir))
+    owner.acquire()                                  # the first command, getting ready
+    code, _, err = run_cli(QUICK + ['--max-iters', '2', '--run-dir', run_dir], capsys)
+    assert code == 2 and rundir.is_busy_refusal(err.strip()[len('error: '):]), err
+    owner.abandon()
+    assert not run_dir.exists()                      # the first, refused too: nothing left
+    code, _, err = run_cli(QUICK + ['--max-iters', '2', '--lr', '-1', '--run-dir', run_dir],
+                           capsys)
+    assert code == 2 and not run_dir.exists(), err
+    run_dir.mkdir()
+    code, _, err = run_cli(QUICK + ['--max-iters', '2', '--warmup-iters', '5', '--run-dir',
+                                    run_dir], capsys)
+    assert code == 2 and 'warmup' in err and os.listdir(run_dir) == [], err
+
+
+def test_an_abandoned_lock_file_is_not_shared(tmp_path):
+    """A waiting process that opened run.lock before its maker abandoned (unlinked) it
+    must not own the unlinked file while a third owns the new one."""
+    run_dir = str(tmp_path / 'r')
+    first = rundir.Ownership(run_dir)
+    first.acquire()
+    stale = os.open(os.path.join(run_dir, rundir.LOCK), os.O_RDWR)
+    first.abandon()
+    third = rundir.Ownership(run_dir)
+    third.acquire()
+    assert rundir.same_file(stale, os.path.join(run_dir, rundir.LOCK)) is False
+    with pytest.raises(rundir.RunDirBusy):
+        rundir.Ownership(run_dir).acquire()
+    os.close(stale)
+    third.release()
 
 
 def test_a_killed_run_is_interrupted_and_its_lock_does_not_block_the_rerun(tmp_path):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import click
 
-from .. import runs
+from .. import rundir, runs
 from ..environ import cores
 from ..errors import RunInterrupted, UserError
 from .definitions import build, row_settings, train_argv
@@ -148,11 +148,13 @@ def turn(head, job, outcome, echo):
 def record(outcome, job, code, error, echo, others=()):
     """A child's exit code into `outcome`; Ctrl-C and bad input stop the table (after
     `others`, the children still running, have stopped and written their state)."""
-    if code == 2 and job_state(job)[0] == 'running':
+    if code == 2 and rundir.is_busy_refusal(error):
         # another `run` of the table started this run between our look and our child's
-        # lock (the train command refuses a run dir in use): it is that one's
-        echo('%s: running in another process, skipped' % job.label)
-        outcome[job.label] = WORDS['running']
+        # lock (the train command refuses a run dir in use): it is that one's, and by now
+        # it may be running, finished, or not yet have written its status
+        state = job_state(job)[0] or 'running'
+        echo('%s: taken by another process (%s), skipped' % (job.label, WORDS[state]))
+        outcome[job.label] = WORDS[state]
         return
     if code in (130, 2):
         stop(others)
