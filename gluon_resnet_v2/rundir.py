@@ -45,7 +45,7 @@ class Ownership:
 
     def __init__(self, run_dir):
         self.run_dir, self.path, self._fd = run_dir, os.path.join(run_dir, LOCK), None
-        self._made = []                 # what acquire() created: the lock file, the dir
+        self._made = []                 # what acquire() created: run.lock, dirs (deepest first)
         self._found = None              # the text of a run.lock it found, until claim()
 
     @property
@@ -59,9 +59,9 @@ class Ownership:
         if self.held:
             return True
         while True:
-            made_dir = not os.path.isdir(self.run_dir)
-            os.makedirs(self.run_dir, exist_ok=True)
+            made_dirs = missing_dirs(self.run_dir)
             try:
+                os.makedirs(self.run_dir, exist_ok=True)
                 fd, made_file = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL,
                                         0o664), True
             except FileExistsError:
@@ -69,7 +69,7 @@ class Ownership:
                     fd, made_file = os.open(self.path, os.O_RDWR), False
                 except FileNotFoundError:     # abandoned just now: make it afresh
                     continue
-            except FileNotFoundError:         # the dir was abandoned just now
+            except FileNotFoundError:         # a dir was abandoned just now
                 continue
             if not lock_now_or_soon(fd):
                 os.close(fd)
@@ -80,8 +80,7 @@ class Ownership:
                 break
             os.close(fd)                      # an abandoned file's lock: take the new one
         self._fd = fd
-        self._made = [p for p, made in ((self.path, made_file), (self.run_dir, made_dir))
-                      if made]
+        self._made = ([self.path] if made_file else []) + made_dirs
         self._found = None if made_file else os.pread(fd, 1 << 16, 0)
         self._name_holder()
         return True
@@ -105,8 +104,8 @@ class Ownership:
             self._fd, self._made, self._found = None, [], None
 
     def abandon(self):
-        """Release, removing what acquire() created (run.lock, the run dir if still
-        empty) and putting back the text of a run.lock it found: for a command refused
+        """Release, removing what acquire() created (run.lock, the run dir and parents
+        it made if still empty) and putting back the text of a run.lock it found: for a command refused
         before it wrote anything."""
         if self._fd is None:
             return
@@ -126,6 +125,16 @@ class Ownership:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def missing_dirs(path):
+    """The folders os.makedirs(path) would create, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def same_file(fd, path):

@@ -127,17 +127,17 @@ def test_a_new_run_dir_is_owned_before_the_command_looks_into_it(tmp_path, capsy
     new dir was taken only when the Loop began, and the second command found the first's
     log without a checkpoint, or trained over its finished run). Refused, it removes
     the dir and run.lock it made."""
-    run_dir = tmp_path / 'new'
+    run_dir = tmp_path / 'made' / 'by' / 'it' / 'new'
     owner = rundir.Ownership(str(run_dir))
     owner.acquire()                                  # the first command, getting ready
     code, _, err = run_cli(QUICK + ['--max-iters', '2', '--run-dir', run_dir], capsys)
     assert code == 2 and rundir.is_busy_refusal(err.strip()[len('error: '):]), err
     owner.abandon()
-    assert not run_dir.exists()                      # the first, refused too: nothing left
+    assert os.listdir(tmp_path) == []                # the first, refused too: nothing left
     code, _, err = run_cli(QUICK + ['--max-iters', '2', '--lr', '-1', '--run-dir', run_dir],
                            capsys)
-    assert code == 2 and not run_dir.exists(), err
-    run_dir.mkdir()
+    assert code == 2 and os.listdir(tmp_path) == [], err
+    run_dir.mkdir(parents=True)
     code, _, err = run_cli(QUICK + ['--max-iters', '2', '--warmup-iters', '5', '--run-dir',
                                     run_dir], capsys)
     assert code == 2 and 'warmup' in err and os.listdir(run_dir) == [], err
