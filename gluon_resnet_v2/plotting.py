@@ -39,19 +39,35 @@ def colour(i, n):
     return colormaps['tab20'](i % 20)
 
 
+def loss_axis_top(losses):
+    """The loss axis's upper end when a run's loss blew up (bfloat16 keeps float32's range,
+    so a diverging run can log 1e9 rather than NaN): 3x the median of the runs' first
+    losses, so the others' curves keep the axis; None when every loss is below it."""
+    firsts = sorted(loss[0] for loss in losses if loss)
+    if not firsts:
+        return None
+    top = 3 * firsts[len(firsts) // 2]
+    return top if max(max(loss) for loss in losses if loss) > top else None
+
+
 def draw_panel(loss_ax, runs, colours, style, title):
     """Overlay runs ({label: run dir or log.jsonl}) on one panel: loss_ax and a twin error
     axis; colours: {path: colour}. Returns the number of runs with something drawn."""
     err_ax = loss_ax.twinx()
     x, drawn = X_KEYS[style.x], 0
+    records = {label: read_log(path) for label, path in runs.items()}
+    losses = [series(r, 'train_loss', x)[1] for r in records.values()]
+    top = style.loss_ylim[1] if style.loss_ylim else loss_axis_top(losses)
     for label, path in runs.items():
-        records, c = read_log(path), colours[path]
-        xs, loss = series(records, 'train_loss', x)
-        loss_ax.plot(xs, loss, '--', color=c, linewidth=1, label='%s train loss' % label)
-        xs, err = series(records, 'test_err', x)
+        c = colours[path]
+        xs, loss = series(records[label], 'train_loss', x)
+        off = top is not None and loss and max(loss) > top
+        loss_ax.plot(xs, loss, '--', color=c, linewidth=1, label='%s train loss%s' % (
+            label, ' (up to %.3g, above the axis)' % max(loss) if off else ''))
+        xs, err = series(records[label], 'test_err', x)
         err_ax.plot(xs, [100 * e for e in err], '-', color=c, linewidth=2, marker='.',
                     label='%s test error' % label)
-        vx, val = series(records, 'val_err', x)           # with --val-size: dotted
+        vx, val = series(records[label], 'val_err', x)    # with --val-size: dotted
         if val:
             err_ax.plot(vx, [100 * e for e in val], ':', color=c, linewidth=2, marker='.',
                         label='%s validation error' % label)
@@ -66,6 +82,10 @@ def draw_panel(loss_ax, runs, colours, style, title):
             axis(ScalarFormatter())         # 2, 3 rather than 2x10^0
     if style.loss_ylim:
         loss_ax.set_ylim(*style.loss_ylim)
+    elif top is not None:           # the foot too: autoscaling saw the blown-up values
+        low = min(min(loss) for loss in losses if loss)
+        loss_ax.set_ylim(low / 1.1 if style.log_loss else max(0, low - 0.05 * (top - low)),
+                         top)
     if style.err_ylim:
         err_ax.set_ylim(*style.err_ylim)
     handles = loss_ax.get_legend_handles_labels()

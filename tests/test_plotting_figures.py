@@ -107,6 +107,30 @@ def test_epochs_log_loss_and_limits(table1_runs):
     assert fig.axes[0].get_title() == 't'
 
 
+def test_a_blown_up_loss_does_not_take_the_loss_axis(table1_runs, tmp_path):
+    """A run whose loss reached 1e9 (a dropout shortcut in bfloat16 did, without a NaN)
+    would flatten every other curve at the axis's foot: the axis stops at 3x the runs'
+    median first loss, and that run's label says how high it went."""
+    blown = tmp_path / 'blown'
+    log = runlog.JsonlLog(str(fake_run(tmp_path, 'blown', model='cifar_resnet110_v1')))
+    log.write(iteration=1600, epoch=2.0, train_loss=2.5e9, lr=0.1)
+    runs = {'a': table1_runs['identity'], 'b': table1_runs['scale'], 'blown': str(blown)}
+    for log_loss in (False, True):
+        fig = plotting.figure([('t', runs)], plotting.Style(log_loss=log_loss))
+        loss_ax = fig.axes[0]
+        low, high = loss_ax.get_ylim()
+        assert high == pytest.approx(3.0)                       # 3 x median(1, 1, 1)
+        assert 0 <= low < 1 / 3 and low > (0.25 if log_loss else -1)   # the foot: ~1/3
+        labels = list(lines_of(fig))
+        assert 'blown train loss (up to 2.5e+09, above the axis)' in labels
+        assert 'a train loss' in labels
+    fig = plotting.figure([('t', {'a': runs['a'], 'b': runs['b']})], plotting.Style())
+    assert fig.axes[0].get_ylim()[1] < 3                       # nothing blew up: untouched
+    fig = plotting.figure([('t', runs)], plotting.Style(loss_ylim=(0, 1e10)))
+    assert fig.axes[0].get_ylim() == pytest.approx((0, 1e10))  # the user's limits win
+    assert 'blown train loss' in lines_of(fig)
+
+
 def test_cli_figure_writes_svg_and_names_what_it_left_out(table1_runs, tmp_path, capsys):
     out = tmp_path / 'fig3.svg'
     code, stdout, err = run_cli(['--figure', 'fig3', *table1_runs.values(), '-o', out,
