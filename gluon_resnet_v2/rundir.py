@@ -105,8 +105,8 @@ class Ownership:
 
     def abandon(self):
         """Release, removing what acquire() created (run.lock, the run dir and parents
-        it made if still empty) and putting back the text of a run.lock it found: for a command refused
-        before it wrote anything."""
+        it made if still empty) and putting back the text of a run.lock it found: for a
+        command refused before it wrote anything."""
         if self._fd is None:
             return
         if self._found is not None:
