@@ -56,11 +56,12 @@ def draw_panel(loss_ax, runs, colours, style, title):
     err_ax = loss_ax.twinx()
     x, drawn = X_KEYS[style.x], 0
     records = {label: read_log(path) for label, path in runs.items()}
-    losses = [series(r, 'train_loss', x)[1] for r in records.values()]
+    loss_series = {label: series(r, 'train_loss', x) for label, r in records.items()}
+    losses = [loss for _, loss in loss_series.values()]
     top = style.loss_ylim[1] if style.loss_ylim else loss_axis_top(losses)
     for label, path in runs.items():
         c = colours[path]
-        xs, loss = series(records[label], 'train_loss', x)
+        xs, loss = loss_series[label]
         off = top is not None and loss and max(loss) > top
         loss_ax.plot(xs, loss, '--', color=c, linewidth=1, label='%s train loss%s' % (
             label, ' (up to %.3g, above the axis)' % max(loss) if off else ''))
