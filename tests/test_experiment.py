@@ -394,10 +394,51 @@ def test_summarize_draws_one_panel_per_group(tmp_path, capsys):
     assert (tmp_path / 'table2-quick' / 'curves.png').read_bytes()[:4] == b'\x89PNG'
 
 
+def files_under(root):
+    return sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names)
+
+
+def test_a_run_trained_with_other_settings_is_refused_not_counted(tmp_path, capsys):
+    """A run of the short scale where the quick scale's should be (a scale redefined since
+    the run, a run moved in from elsewhere): summarize, status and run refuse it rather
+    than count its error or skip it as finished, and write or train nothing."""
+    table, scales = definitions.load_table('table1'), definitions.load_scales()
+    row = table.rows[0]
+    fake_run(tmp_path, table, scales['short'], row, 0, 'finished', [0.5, 0.4])
+    os.rename(tmp_path / 'table1-short', tmp_path / 'table1-quick')
+    before = files_under(tmp_path)
+    for command, more in (('summarize', []), ('status', []), ('run', ['--rows', row.name])):
+        code, out, err = experiment([command, 'table1', '--scale', 'quick', '--seeds', '1',
+                                     '--root', tmp_path] + more, capsys)
+        assert code == 2 and err.count('\n') == 1 and err.startswith('error: run dir '), err
+        assert 'max_iters %d' % scales['short'].train['max_iters'] in err.split('where')[0]
+        assert 'max_iters %d' % scales['quick'].train['max_iters'] in err.split('where')[1]
+    assert files_under(tmp_path) == before
+
+
+def test_a_bfloat16_table_reads_as_it_is_but_is_no_float32_runs_result(tmp_path, capsys):
+    """The precision is passed through by `run`: status and summarize (no --dtype) read a
+    bfloat16 table; `run --dtype float32` refuses its finished runs instead of skipping
+    them as done, and `run --dtype bfloat16` skips them."""
+    table, quick = definitions.load_table('table1'), definitions.load_scales()['quick']
+    row = table.rows[0]
+    fake_run(tmp_path, table, quick, row, 0, 'finished', [0.45], {'dtype': 'bfloat16'})
+    args = ['table1', '--scale', 'quick', '--seeds', '1', '--root', tmp_path]
+    code, out, err = experiment(['status'] + args + ['--rows', row.name], capsys)
+    assert code == 0 and 'done' in out, err
+    code, out, err = experiment(['run'] + args + ['--rows', row.name, '--dtype', 'float32'],
+                                capsys)
+    assert code == 2 and 'dtype bfloat16' in err and 'asks for dtype float32' in err, err
+    code, out, err = experiment(['run'] + args + ['--rows', row.name, '--dtype', 'bfloat16'],
+                                capsys)
+    assert code == 0 and 'done, skipped' in out, err
+
+
 def test_list_prints_the_rows_and_the_quick_scale(capsys):
     code, out, err = experiment(['list', 'table1'], capsys)
     assert code == 0, err
     assert 'identity' in out and '6.61' in out and '--shortcut gate_exclusive --gate-bias -6' in out
-    assert 'scale quick' in out and '--max-iters 500' in out
+    assert 'scale quick' in out and '--max-iters %d' % definitions.load_scales()[
+        'quick'].train['max_iters'] in out
     code, out, err = experiment(['list'], capsys)
     assert [line.split()[0] for line in out.splitlines()] == definitions.table_names()

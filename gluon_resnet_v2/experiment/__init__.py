@@ -7,7 +7,7 @@ command, summarised against the paper's numbers.
     python -m gluon_resnet_v2.experiment summarize table1 --scale quick
 
 * definitions.py  the tables (table1.yaml .. table5.yaml here: rows of train options and
-                  the paper's numbers) and the scales (scales.yaml: paper, quick).
+                  the paper's numbers) and the scales (scales.yaml: paper, quick, short).
 * runner.py       each (row, seed) an ordinary run dir <root>/<table>-<scale>/<row>/seed<k>
                   trained by `python -m gluon_resnet_v2.train` in a child process; rerun,
                   it skips finished runs and resumes interrupted ones.

@@ -9,15 +9,13 @@ from ..errors import UserError
 from . import definitions, runner, summary
 
 ROOT = os.path.join('runs', 'experiments')
-# the train options a table run passes through to every run (devices, dtype, data place)
-PASSED = ('gpus', 'cpus', 'kvstore', 'dtype', 'data_dir', 'download', 'num_workers')
 
 name_arg = click.argument('name', metavar='NAME')
 root_opt = click.option('--root', default=ROOT, show_default=True,
                         help='folder of the experiments\' run dirs: '
                              '<root>/<table>-<scale>/<row>/seed<k>')
 scale_opt = click.option('--scale', default='paper', show_default=True,
-                         help='a scale of scales.yaml: paper, or quick (see `list`)')
+                         help='a scale of scales.yaml: paper, quick or short (see `list`)')
 seeds_opt = click.option('--seeds', type=click.IntRange(1), default=None,
                          help='seeds 0..N-1 [default: the table\'s, the paper\'s 5 on CIFAR]')
 rows_opt = click.option('--rows', default=None, metavar='ROW,ROW,...',

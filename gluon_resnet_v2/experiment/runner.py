@@ -10,7 +10,10 @@ fails or leaks memory takes only its own process with it; and Ctrl-C reaches the
 (same process group), which writes status "interrupted" as a lone train command does.
 The command of a run is always the same for the same row, seed and options, so rerunning
 it is the train command's own resume (its latest checkpoint); a finished or diverged run
-is left as it is, and one a live process owns (run.lock) is skipped.
+is left as it is, and one a live process owns (run.lock) is skipped. A run dir trained
+with other settings than its row and scale now name (a scale or row redefined since, a
+run moved in from elsewhere) is refused by `run`, `status` and `summarize` alike: its
+result would be counted as one it is not.
 """
 import os
 import re
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 import click
 
 from .. import rundir, runs
+from ..config import frozen_fields
 from ..environ import cores
 from ..errors import RunInterrupted, UserError
 from .definitions import build, row_settings, train_argv
@@ -32,6 +36,10 @@ WORDS = {'finished': 'done', 'running': 'running', 'interrupted': 'interrupted',
          'diverged': 'diverged', 'failed': 'failed', None: 'not started'}
 # states `run` leaves alone: an outcome (finished, diverged) or another process's run
 SKIP = ('finished', 'diverged', 'running')
+# the train options a table run passes through to every run (devices, dtype, data place)
+PASSED = ('gpus', 'cpus', 'kvstore', 'dtype', 'data_dir', 'download', 'num_workers')
+# what makes two runs the same experiment: the fields a resumed run must keep, and its length
+LENGTH = (('optim', 'max_iters'), ('optim', 'epochs'))
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,50 @@ def plan(table, scale, root, rows, seeds, extra):
         for seed in range(seeds):
             job = Job(row, seed, run_dir(root, table, scale, row, seed),
                       row_settings(row, scale, extra))
-            build(job.settings, job.run_dir, seed)
+            check_same_settings(job, build(job.settings, job.run_dir, seed))
             jobs.append(job)
     return jobs
+
+
+def differences(saved, cfg, given):
+    """[(option, the run's value, the job's)] where a run's config.yaml (`saved`) is not
+    the experiment the job's Config `cfg` describes: the fields a resumed run keeps and the
+    run's length, but a passed-through option (PASSED: dtype, ...) the command did not give
+    (`given`: the job's option names), so that status and summarize, which take no --dtype,
+    read a bfloat16 table as it is."""
+    now, out = cfg.to_dict(), []
+    for section, key in frozen_fields() + list(LENGTH):
+        if key in PASSED and key not in given:
+            continue
+        old, new = saved.get(section, {}).get(key), now[section][key]
+        if isinstance(old, list):
+            old = tuple(old)
+        if old != new:
+            out.append((key, old, new))
+    return out
+
+
+def check_same_settings(job, cfg):
+    """Refuse (UserError) a job whose run dir holds a run trained otherwise than the job's
+    row and scale say: skipping it as finished or counting its error would report another
+    experiment as this one."""
+    path = os.path.join(job.run_dir, 'config.yaml')
+    if not os.path.exists(path):
+        return
+    saved, problem = runs.read_yaml(path)
+    if problem:
+        raise UserError('run dir %s: %s, so which settings it was trained with is unknown: '
+                        'move it aside (nothing was changed)' % (job.run_dir, problem))
+    diff = differences(saved, cfg, job.settings)
+    if diff:
+        raise UserError('run dir %s was trained with %s, where this command asks for %s: '
+                        'move the run aside or use another --root (nothing was changed)' % (
+                            job.run_dir, ', '.join('%s %s' % (k, show(old)) for k, old, _ in diff),
+                            ', '.join('%s %s' % (k, show(new)) for k, _, new in diff)))
+
+
+def show(value):
+    return ','.join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def job_state(job):

@@ -4,14 +4,16 @@ Markdown; and the overlay of the rows' curves.
 
 The error of a run is its final test error (the last evaluation, at the last iteration),
 as the paper reports it, read by runs.py from the run directory. Only finished seeds count;
-diverged ones are counted apart. std is the sample standard deviation (n - 1).
+diverged ones are counted apart. std is the sample standard deviation (n - 1). A run dir
+trained with other settings than its row and scale name is refused, not counted
+(runner.check_same_settings).
 """
 import os
 import statistics
 
 from .. import runs
 from .definitions import FAIL, build, row_settings
-from .runner import run_dir, table_dir
+from .runner import Job, check_same_settings, run_dir, table_dir
 
 
 def row_result(row, errors, diverged, planned, dtypes=()):
@@ -31,7 +33,10 @@ def collect(table, scale, root, seeds):
     for row in table.rows:
         errors, diverged, dtypes = {}, 0, []
         for seed in range(seeds):
-            info = runs.summarise(run_dir(root, table, scale, row, seed), row.name)
+            job = Job(row, seed, run_dir(root, table, scale, row, seed),
+                      row_settings(row, scale))
+            check_same_settings(job, build(job.settings, job.run_dir, seed))
+            info = runs.summarise(job.run_dir, row.name)
             if info['state'] == 'finished' and info['final_test_err'] is not None:
                 errors[seed] = 100 * info['final_test_err']
                 dtypes.append(info['dtype'])
