@@ -23,7 +23,6 @@ Style = namedtuple('Style', 'x log_loss loss_ylim err_ylim', defaults=('iteratio
                                                                      None, None))
 X_KEYS = {'iterations': 'iteration', 'epochs': 'epoch'}     # --x: the log record's key
 FORMATS = ('png', 'svg', 'pdf')
-LEGEND_INSIDE = 4       # runs whose legend fits over a panel; more: below it
 
 
 def series(records, key, x='iteration'):
@@ -91,11 +90,10 @@ def draw_panel(loss_ax, runs, colours, style, title):
         err_ax.set_ylim(*style.err_ylim)
     handles = loss_ax.get_legend_handles_labels()
     more = err_ax.get_legend_handles_labels()
-    if len(runs) <= LEGEND_INSIDE:
-        err_ax.legend(handles[0] + more[0], handles[1] + more[1], loc='upper right', fontsize=8)
-    else:                           # many runs: below the panel, not over the curves
-        err_ax.legend(handles[0] + more[0], handles[1] + more[1], loc='upper center',
-                      fontsize=8, bbox_to_anchor=(0.5, -0.14), ncol=2)
+    # below the panel: inside it, the legend hid the final test errors (drawn at the right
+    # edge, where a short run's only evaluation is) and the curves under it
+    err_ax.legend(handles[0] + more[0], handles[1] + more[1], loc='upper center',
+                  fontsize=8, bbox_to_anchor=(0.5, -0.14), ncol=2)
     loss_ax.set_title(title)
     loss_ax.grid(alpha=0.3)
     return drawn
@@ -109,8 +107,8 @@ def figure(panels, style=Style(), title=None):
     n = len(panels)
     cols = 1 if n == 1 else 2
     rows = (n + cols - 1) // cols
-    most = max(len(runs) for _, runs in panels)     # a legend below a panel needs room
-    height = 5 + (0.2 * most if most > LEGEND_INSIDE else 0)
+    most = max(len(runs) for _, runs in panels)     # the legend below a panel needs room
+    height = 5.5 + 0.2 * most
     fig = Figure(figsize=(8 if cols == 1 else 14, height * rows))
     paths = list(dict.fromkeys(p for _, runs in panels for p in runs.values()))
     colours = {p: colour(i, len(paths)) for i, p in enumerate(paths)}

@@ -131,6 +131,32 @@ def test_a_blown_up_loss_does_not_take_the_loss_axis(table1_runs, tmp_path):
     assert 'blown train loss' in lines_of(fig)
 
 
+def test_the_legend_hides_no_point_of_the_panel(tmp_path):
+    """A short run's only test error is drawn at the panel's right edge, high when the run
+    did badly: where the legend sat inside the panel (upper right) it covered exactly
+    those points. Every drawn point must lie outside every legend, with 1 to 6 runs."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    for n in (1, 3, 6):
+        runs = {}
+        for k in range(n):
+            d = tmp_path / ('n%d-%d' % (n, k))
+            cfg = Config(data=DataConfig(dataset='cifar10-sample'), run=RunConfig(run_dir=str(d)))
+            runlog.write_config(str(d), cfg.to_dict())
+            log = runlog.JsonlLog(str(d))
+            for i in range(1, 26):
+                log.write(iteration=10 * i, epoch=i / 25, train_loss=2.3 - 0.02 * i, lr=0.1)
+            log.write(iteration=250, epoch=1.0, test_err=0.9 - 0.01 * k, test_loss=2.0)
+            runs['run %d' % k] = str(d)
+        fig = plotting.figure([('t', runs)], plotting.Style())
+        FigureCanvasAgg(fig).draw()
+        boxes = [ax.get_legend().get_window_extent() for ax in fig.axes if ax.get_legend()]
+        assert boxes
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                for x, y in ax.transData.transform(line.get_xydata()):
+                    assert not any(b.contains(x, y) for b in boxes), (n, line.get_label())
+
+
 def test_cli_figure_writes_svg_and_names_what_it_left_out(table1_runs, tmp_path, capsys):
     out = tmp_path / 'fig3.svg'
     code, stdout, err = run_cli(['--figure', 'fig3', *table1_runs.values(), '-o', out,
