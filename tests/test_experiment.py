@@ -416,6 +416,20 @@ def test_a_run_trained_with_other_settings_is_refused_not_counted(tmp_path, caps
     assert files_under(tmp_path) == before
 
 
+def test_a_field_the_run_predates_counts_as_its_default_and_the_length_counts():
+    table, quick = definitions.load_table('table1'), definitions.load_scales()['quick']
+    cfg = definitions.build(definitions.row_settings(table.rows[0], quick), 'x', 0)
+    saved = cfg.to_dict()
+    del saved['run']['sync_bn']                  # a frozen field added after the run
+    assert runner.differences(saved, cfg, ()) == []
+    saved['optim']['max_iters'] = 2 * quick.train['max_iters']
+    saved['optim']['dtype'] = 'bfloat16'         # not given: not compared
+    assert runner.differences(saved, cfg, ()) == [
+        ('max_iters', 2 * quick.train['max_iters'], quick.train['max_iters'])]
+    assert [k for k, _, _ in runner.differences(saved, cfg, ('dtype',))] == ['dtype',
+                                                                            'max_iters']
+
+
 def test_a_bfloat16_table_reads_as_it_is_but_is_no_float32_runs_result(tmp_path, capsys):
     """The precision is passed through by `run`: status and summarize (no --dtype) read a
     bfloat16 table; `run --dtype float32` refuses its finished runs instead of skipping

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import click
 
 from .. import rundir, runs
-from ..config import frozen_fields
+from ..config import Config, frozen_fields
 from ..environ import cores
 from ..errors import RunInterrupted, UserError
 from .definitions import build, row_settings, train_argv
@@ -104,11 +104,13 @@ def differences(saved, cfg, given):
     run's length, but a passed-through option (PASSED: dtype, ...) the command did not give
     (`given`: the job's option names), so that status and summarize, which take no --dtype,
     read a bfloat16 table as it is."""
-    now, out = cfg.to_dict(), []
+    now, defaults, out = cfg.to_dict(), Config().to_dict(), []
     for section, key in frozen_fields() + list(LENGTH):
         if key in PASSED and key not in given:
             continue
-        old, new = saved.get(section, {}).get(key), now[section][key]
+        # a field the run predates had its default then (as checkpoint.check_same_config)
+        old = saved.get(section, {}).get(key, defaults[section][key])
+        new = now[section][key]
         if isinstance(old, list):
             old = tuple(old)
         if old != new:
