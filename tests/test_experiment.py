@@ -416,7 +416,7 @@ def test_a_run_trained_with_other_settings_is_refused_not_counted(tmp_path, caps
     assert files_under(tmp_path) == before
 
 
-def test_a_field_the_run_predates_counts_as_its_default_and_the_length_counts():
+def test_a_field_the_run_predates_counts_as_its_default_and_a_finished_runs_length_counts():
     table, quick = definitions.load_table('table1'), definitions.load_scales()['quick']
     cfg = definitions.build(definitions.row_settings(table.rows[0], quick), 'x', 0)
     saved = cfg.to_dict()
@@ -428,6 +428,7 @@ def test_a_field_the_run_predates_counts_as_its_default_and_the_length_counts():
         ('max_iters', 2 * quick.train['max_iters'], quick.train['max_iters'])]
     assert [k for k, _, _ in runner.differences(saved, cfg, ('dtype',))] == ['dtype',
                                                                             'max_iters']
+    assert runner.differences(saved, cfg, (), finished=False) == []   # may be resumed to it
 
 
 def test_a_bfloat16_table_reads_as_it_is_but_is_no_float32_runs_result(tmp_path, capsys):

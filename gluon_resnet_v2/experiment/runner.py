@@ -38,7 +38,9 @@ WORDS = {'finished': 'done', 'running': 'running', 'interrupted': 'interrupted',
 SKIP = ('finished', 'diverged', 'running')
 # the train options a table run passes through to every run (devices, dtype, data place)
 PASSED = ('gpus', 'cpus', 'kvstore', 'dtype', 'data_dir', 'download', 'num_workers')
-# what makes two runs the same experiment: the fields a resumed run must keep, and its length
+# what makes two runs the same experiment: the fields a resumed run must keep, and, once it
+# finished, its length (an unfinished run may be resumed to another; the train command
+# refuses one already past it)
 LENGTH = (('optim', 'max_iters'), ('optim', 'epochs'))
 
 
@@ -98,14 +100,14 @@ def plan(table, scale, root, rows, seeds, extra):
     return jobs
 
 
-def differences(saved, cfg, given):
+def differences(saved, cfg, given, finished=True):
     """[(option, the run's value, the job's)] where a run's config.yaml (`saved`) is not
-    the experiment the job's Config `cfg` describes: the fields a resumed run keeps and the
-    run's length, but a passed-through option (PASSED: dtype, ...) the command did not give
-    (`given`: the job's option names), so that status and summarize, which take no --dtype,
-    read a bfloat16 table as it is."""
+    the experiment the job's Config `cfg` describes: the fields a resumed run keeps and, for
+    a `finished` run, its length; but a passed-through option (PASSED: dtype, ...) the
+    command did not give (`given`: the job's option names), so that status and summarize,
+    which take no --dtype, read a bfloat16 table as it is."""
     now, defaults, out = cfg.to_dict(), Config().to_dict(), []
-    for section, key in frozen_fields() + list(LENGTH):
+    for section, key in frozen_fields() + list(LENGTH if finished else ()):
         if key in PASSED and key not in given:
             continue
         # a field the run predates had its default then (as checkpoint.check_same_config)
@@ -129,7 +131,8 @@ def check_same_settings(job, cfg):
     if problem:
         raise UserError('run dir %s: %s, so which settings it was trained with is unknown: '
                         'move it aside (nothing was changed)' % (job.run_dir, problem))
-    diff = differences(saved, cfg, job.settings)
+    status = rundir.state(job.run_dir)
+    diff = differences(saved, cfg, job.settings, status and status['state'] == 'finished')
     if diff:
         raise UserError('run dir %s was trained with %s, where this command asks for %s: '
                         'move the run aside or use another --root (nothing was changed)' % (
