@@ -21,7 +21,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from .config import Config, frozen_fields
+from .config import differences, frozen_fields
 from .errors import UserError
 
 FORMAT = 'gluon-resnet-v2 checkpoint'
@@ -182,15 +182,8 @@ def _ways_on(run_dir, missing):
 def check_same_config(saved, current, where):
     """Refuse to resume a checkpoint written with a different model/data/recipe/seed (the
     fields config.py declares frozen)."""
-    defaults = Config().to_dict()
-    for section, key in frozen_fields():
-        # a field the checkpoint predates had its default then
-        old = saved.get(section, {}).get(key, defaults[section][key])
-        new = current[section].get(key)
-        if isinstance(old, list):
-            old = tuple(old)
-        if old != new:
-            raise CheckpointError(
-                '%s was written with %s.%s = %r, this command asks for %r: rerun with the '
-                "run's own settings (see its config.yaml), or use a new --run-dir"
-                % (where, section, key, old, new))
+    for section, key, old, new in differences(saved, current, frozen_fields())[:1]:
+        raise CheckpointError(
+            '%s was written with %s.%s = %r, this command asks for %r: rerun with the '
+            "run's own settings (see its config.yaml), or use a new --run-dir"
+            % (where, section, key, old, new))

@@ -370,5 +370,19 @@ def frozen_fields(cls=Config):
             if f.metadata.get('frozen')]
 
 
+def differences(saved, current, keys):
+    """[(section, field, saved value, current value)] of the (section, field) `keys` where
+    two configs' dicts differ; a field `saved` predates had its default then."""
+    defaults, out = Config().to_dict(), []
+    for section, key in keys:
+        old = saved.get(section, {}).get(key, defaults[section][key])
+        new = current[section].get(key)
+        if isinstance(old, list):
+            old = tuple(old)
+        if old != new:
+            out.append((section, key, old, new))
+    return out
+
+
 def field_default(f):
     return f.default if f.default is not MISSING else f.default_factory()

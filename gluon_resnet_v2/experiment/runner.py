@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import click
 
 from .. import rundir, runs
-from ..config import Config, frozen_fields
+from ..config import differences as config_differences, frozen_fields
 from ..environ import cores
 from ..errors import RunInterrupted, UserError
 from .definitions import build, row_settings, train_argv
@@ -106,18 +106,10 @@ def differences(saved, cfg, given, finished=True):
     a `finished` run, its length; but a passed-through option (PASSED: dtype, ...) the
     command did not give (`given`: the job's option names), so that status and summarize,
     which take no --dtype, read a bfloat16 table as it is."""
-    now, defaults, out = cfg.to_dict(), Config().to_dict(), []
-    for section, key in frozen_fields() + list(LENGTH if finished else ()):
-        if key in PASSED and key not in given:
-            continue
-        # a field the run predates had its default then (as checkpoint.check_same_config)
-        old = saved.get(section, {}).get(key, defaults[section][key])
-        new = now[section][key]
-        if isinstance(old, list):
-            old = tuple(old)
-        if old != new:
-            out.append((key, old, new))
-    return out
+    keys = [(section, key) for section, key in frozen_fields() + list(
+        LENGTH if finished else ()) if key not in PASSED or key in given]
+    return [(key, old, new) for _, key, old, new in config_differences(saved, cfg.to_dict(),
+                                                                      keys)]
 
 
 def check_same_settings(job, cfg):
