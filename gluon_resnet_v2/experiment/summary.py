@@ -6,14 +6,14 @@ The error of a run is its final test error (the last evaluation, at the last ite
 as the paper reports it, read by runs.py from the run directory. Only finished seeds count;
 diverged ones are counted apart. std is the sample standard deviation (n - 1). A run dir
 trained with other settings than its row and scale name is refused, not counted
-(runner.check_same_settings).
+(runner.plan's check).
 """
 import os
 import statistics
 
 from .. import runs
 from .definitions import FAIL, build, row_settings
-from .runner import Job, check_same_settings, run_dir, table_dir
+from .runner import plan, run_dir, table_dir
 
 
 def row_result(row, errors, diverged, planned, dtypes=()):
@@ -29,16 +29,13 @@ def row_result(row, errors, diverged, planned, dtypes=()):
 
 def collect(table, scale, root, seeds):
     """[row_result] of every row, read from its run dirs (seeds 0..seeds-1)."""
-    out = []
+    out, jobs = [], plan(table, scale, root, table.rows, seeds, {})   # refuses other runs
     for row in table.rows:
         errors, diverged, dtypes = {}, 0, []
-        for seed in range(seeds):
-            job = Job(row, seed, run_dir(root, table, scale, row, seed),
-                      row_settings(row, scale))
-            check_same_settings(job, build(job.settings, job.run_dir, seed))
+        for job in (j for j in jobs if j.row is row):
             info = runs.summarise(job.run_dir, row.name)
             if info['state'] == 'finished' and info['final_test_err'] is not None:
-                errors[seed] = 100 * info['final_test_err']
+                errors[job.seed] = 100 * info['final_test_err']
                 dtypes.append(info['dtype'])
             diverged += info['state'] == 'diverged'
         out.append(row_result(row, errors, diverged, seeds, dtypes))
