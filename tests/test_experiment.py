@@ -312,6 +312,9 @@ def test_summarize_median_mean_std_and_the_papers_numbers(tmp_path, capsys):
         fake_run(tmp_path, table, scale, rows['conv1x1'], seed, 'finished', [0.4, e])
     fake_run(tmp_path, table, scale, rows['scale_0.5'], 0, 'finished', [0.55])
     fake_run(tmp_path, table, scale, rows['scale_0.5'], 1, 'diverged', [0.9])
+    fake_run(tmp_path, table, scale, rows['scale_0.5'], 2, 'finished', [0.60])
+    fake_run(tmp_path, table, scale, rows['gate_exclusive_bg0'], 0, 'diverged', [0.9])
+    fake_run(tmp_path, table, scale, rows['gate_exclusive_bg0'], 1, 'finished', [0.50])
     fake_run(tmp_path, table, scale, rows['dropout_0.5'], 0, 'interrupted', [0.01])
     code, out, err = experiment(['summarize', 'table1', '--root', tmp_path, '--seeds', '3'],
                                 capsys)
@@ -320,27 +323,35 @@ def test_summarize_median_mean_std_and_the_papers_numbers(tmp_path, capsys):
              for line in out.splitlines() if line.startswith('| ')}
     assert cells['identity'] == ['3/3', '6.60 (6.60 ± 0.40)', '6.61', '-0.01', '1 / 1', '']
     assert cells['conv1x1'] == ['2/3', '12.50 (12.50 ± 0.71)', '12.22', '+0.28', '2 / 2', '']
-    assert cells['scale_0.5'] == ['1/3, 1 diverged', 'fail: 55.00', 'fail (> 20)', 'both fail',
+    # a diverged seed counts as worse than any error: the median of [55, 60, diverged] is
+    # 60 (not the finished seeds' 57.5), with no mean or std; the median of [50, diverged]
+    # is "diverged" (not 50), ranked below every number
+    assert cells['scale_0.5'] == ['2/3, 1 diverged', 'fail: 60.00', 'fail (> 20)', 'both fail',
                                   '3 / 3', '']
+    assert cells['gate_exclusive_bg0'][:5] == ['1/3, 1 diverged', 'diverged (finished: 50.00)',
+                                               'fail (> 20)', 'both fail', '4 / 3']
     assert cells['dropout_0.5'][:2] == ['0/3', 'not run']       # interrupted: not counted
     assert 'Precision of the finished runs: float32.' in out
     written = tmp_path / 'table1-paper' / 'summary.md'
     assert written.read_text() in out
     png = tmp_path / 'table1-paper' / 'curves.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    # the curves show each row's median seed: scale_0.5's is seed 2 (60), the exclusive
+    # gate's the diverged seed 0
     reps = summary.representative_runs(table, scale, str(tmp_path),
                                        summary.collect(table, scale, str(tmp_path), 3))
-    assert list(reps) == ['identity (seed 0)', 'scale_0.5 (seed 0)', 'conv1x1 (seed 0)']
+    assert list(reps) == ['identity (seed 0)', 'scale_0.5 (seed 2)',
+                          'gate_exclusive_bg0 (seed 0, diverged)', 'conv1x1 (seed 0)']
 
 
 def test_at_the_quick_scale_ranks_replace_differences_and_fail():
     table, quick = definitions.load_table('table1'), definitions.load_scales()['quick']
     rows = {r.name: r for r in table.rows}
-    results = [summary.row_result(rows['identity'], {0: 45.0}, 0, 1),
-               summary.row_result(rows['scale_0.5'], {0: 80.0}, 0, 1),
-               summary.row_result(rows['conv1x1'], {0: 40.0}, 0, 1),
-               summary.row_result(rows['dropout_0.5'], {}, 1, 1),
-               summary.row_result(rows['gate_shortcut_bg0'], {}, 0, 1)]
+    results = [summary.row_result(rows['identity'], {0: 45.0}, [], 1),
+               summary.row_result(rows['scale_0.5'], {0: 80.0}, [], 1),
+               summary.row_result(rows['conv1x1'], {0: 40.0}, [], 1),
+               summary.row_result(rows['dropout_0.5'], {}, [0], 1),
+               summary.row_result(rows['gate_shortcut_bg0'], {}, [], 1)]
     text = summary.markdown(table, quick, results, 1)
     assert 'not comparable' in text and 'fail:' not in text
     assert '| identity | 1/1 | 45.00 | 6.61 |  | 2 / 1 |' in text
@@ -357,7 +368,7 @@ def test_ranks_are_within_the_rows_groups():
     table, quick = definitions.load_table('table2'), definitions.load_scales()['quick']
     rows = {r.name: r for r in table.rows}
     assert rows['r110_original'].group == 'ResNet-110' != rows['r164_original'].group
-    results = [summary.row_result(rows[name], {0: e}, 0, 1) for name, e in
+    results = [summary.row_result(rows[name], {0: e}, [], 1) for name, e in
                [('r110_original', 47.0), ('r110_full_preact', 41.0), ('r110_relu_preact', 45.0),
                 ('r164_original', 54.0), ('r164_full_preact', 46.0)]]
     text = summary.markdown(table, quick, results, 1)
@@ -370,7 +381,7 @@ def test_ranks_are_within_the_rows_groups():
     assert summary.ranks([3, 1, 2, 1], ['a', 'a', 'b', 'b']) == [2, 1, 2, 1]
     # a table without groups ranks all its rows together, with no group column
     table1 = definitions.load_table('table1')
-    plain = [summary.row_result(r, {0: 50.0 - i}, 0, 1) for i, r in enumerate(table1.rows[:3])]
+    plain = [summary.row_result(r, {0: 50.0 - i}, [], 1) for i, r in enumerate(table1.rows[:3])]
     text = summary.markdown(table1, quick, plain, 1)
     assert 'group' not in text and '| 3 / ' in text and '| 1 / ' in text
 

@@ -3,8 +3,12 @@ test error over the finished seeds, the paper's number, the difference or the ra
 Markdown; and the overlay of the rows' curves.
 
 The error of a run is its final test error (the last evaluation, at the last iteration),
-as the paper reports it, read by runs.py from the run directory. Only finished seeds count;
-diverged ones are counted apart. std is the sample standard deviation (n - 1). A run dir
+as the paper reports it, read by runs.py from the run directory. The seeds that ended count:
+a finished one by its error, a diverged one as worse than any error (the paper's median of
+5 runs would be a "fail" if 3 of them failed), so the median of [60, 70, diverged] is 70 and
+of [60, diverged, diverged] "diverged"; interrupted or unstarted seeds do not count. The
+mean and the sample standard deviation (n - 1) are of the finished seeds, given only where
+none diverged (they have no value otherwise). A run dir
 trained with other settings than its row and scale name is refused, not counted
 (runner.plan's check).
 """
@@ -16,28 +20,33 @@ from .definitions import FAIL, build, row_settings
 from .runner import plan, run_dir, table_dir
 
 
+DIVERGED = float('inf')      # a diverged seed's error: worse than any
+
+
 def row_result(row, errors, diverged, planned, dtypes=()):
-    """The numbers of one row: errors in % of its finished seeds {seed: error}; dtypes:
-    the precisions they trained in."""
+    """The numbers of one row: errors in % of its finished seeds {seed: error}; diverged:
+    its diverged seeds; dtypes: the precisions the finished ones trained in."""
     values = list(errors.values())
-    return dict(row=row, errors=errors, done=len(values), diverged=diverged, planned=planned,
-                dtypes=set(dtypes),
-                median=statistics.median(values) if values else None,
-                mean=statistics.mean(values) if values else None,
-                std=statistics.stdev(values) if len(values) > 1 else None)
+    ended = values + [DIVERGED] * len(diverged)
+    return dict(row=row, errors=errors, done=len(values), diverged=len(diverged),
+                diverged_seeds=sorted(diverged), planned=planned, dtypes=set(dtypes),
+                median=statistics.median(ended) if ended else None,
+                mean=statistics.mean(values) if values and not diverged else None,
+                std=statistics.stdev(values) if len(values) > 1 and not diverged else None)
 
 
 def collect(table, scale, root, seeds):
     """[row_result] of every row, read from its run dirs (seeds 0..seeds-1)."""
     out, jobs = [], plan(table, scale, root, table.rows, seeds, {})   # refuses other runs
     for row in table.rows:
-        errors, diverged, dtypes = {}, 0, []
+        errors, diverged, dtypes = {}, [], []
         for job in (j for j in jobs if j.row is row):
             info = runs.summarise(job.run_dir, row.name)
             if info['state'] == 'finished' and info['final_test_err'] is not None:
                 errors[job.seed] = 100 * info['final_test_err']
                 dtypes.append(info['dtype'])
-            diverged += info['state'] == 'diverged'
+            if info['state'] == 'diverged':
+                diverged.append(job.seed)
         out.append(row_result(row, errors, diverged, seeds, dtypes))
     return out
 
@@ -47,11 +56,15 @@ def fails(value, scale):
 
 
 def ours(r, scale):
-    """'6.52 (6.60 ± 0.12)', with 'fail: ' where the median is above the scale's limit."""
+    """'6.52 (6.60 ± 0.12)', with 'fail: ' where the median is above the scale's limit;
+    'diverged (finished: 55.00)' where the median seed diverged."""
     if r['median'] is None:
-        return 'not run' if not r['diverged'] else 'diverged'
+        return 'not run'
+    if r['median'] == DIVERGED:
+        return 'diverged' + (' (finished: %s)' % ', '.join(
+            '%.2f' % e for e in sorted(r['errors'].values())) if r['errors'] else '')
     text = '%.2f' % r['median']
-    if r['done'] > 1:
+    if r['std'] is not None:
         text += ' (%.2f ± %.2f)' % (r['mean'], r['std'])
     return ('fail: ' if fails(r['median'], scale) else '') + text
 
@@ -89,11 +102,10 @@ def paper_key(paper):
 
 def markdown(table, scale, results, seeds):
     """The summary as Markdown: a heading, what was measured, one line per row."""
-    # a row whose every run diverged ranks below every row with a result (tied), as the
+    # a row whose median seed diverged ranks below every row with a number (tied), as the
     # paper ranks its "fail"s; the paper's ranks are among the same rows, both within the
     # rows' groups (the rows the paper compares, e.g. one network's)
-    keys = [r['median'] if r['median'] is not None else float('inf') if r['diverged'] else None
-            for r in results]
+    keys = [r['median'] for r in results]
     groups = [r['row'].group for r in results]
     ours_rank = ranks(keys, groups)
     paper_rank = ranks([paper_key(r['row'].paper) if k is not None else None
@@ -104,8 +116,9 @@ def markdown(table, scale, results, seeds):
              'Schedule of the runs: %s.' % '; '.join(schedules(table, scale)), '',
              'Precision of the finished runs: %s.' % precisions(results), '',
              'Ours: final test error %% (median, and mean ± sample std where more than one '
-             'seed), over the finished seeds of %d planned; paper: %s.' % (seeds, table.metric),
-             '']
+             'seed), over the seeds that ended of %d planned, a diverged seed counting as worse '
+             'than any error (mean and std only where none diverged); paper: %s.'
+             % (seeds, table.metric), '']
     if not scale.compare:
         lines += ['At this scale the errors are not comparable to the paper\'s: no difference '
                   'is given, and "fail" (> 20 %) is not applied; compare the ranks.', '']
@@ -149,15 +162,20 @@ def schedules(table, scale):
 
 
 def representative_runs(table, scale, root, results):
-    """{label: run dir}: per row with results, the finished seed whose error is the
-    median's (the lower middle one for an even count)."""
+    """{label: run dir}: per row that ended, the seed whose error is the median's (the
+    lower middle one for an even count; a diverged seed where the median is "diverged")."""
     out = {}
     for r in results:
-        if r['errors']:
-            ordered = sorted(r['errors'], key=lambda s: (r['errors'][s], s))
-            seed = ordered[(len(ordered) - 1) // 2]
-            out['%s (seed %d)' % (r['row'].name, seed)] = run_dir(root, table, scale,
-                                                                 r['row'], seed)
+        ended = sorted([(e, s) for s, e in r['errors'].items()]
+                       + [(DIVERGED, s) for s in r['diverged_seeds']])
+        if ended:
+            middle = (len(ended) - 1) // 2
+            # an even count whose upper middle diverged has the median "diverged"
+            middle += r['median'] == DIVERGED and ended[middle][0] != DIVERGED
+            error, seed = ended[middle]
+            label = '%s (seed %d%s)' % (r['row'].name, seed,
+                                        ', diverged' if error == DIVERGED else '')
+            out[label] = run_dir(root, table, scale, r['row'], seed)
     return out
 
 
