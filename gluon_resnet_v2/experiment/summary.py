@@ -28,8 +28,8 @@ def row_result(row, errors, diverged, planned, dtypes=()):
     its diverged seeds; dtypes: the precisions the finished ones trained in."""
     values = list(errors.values())
     ended = values + [DIVERGED] * len(diverged)
-    return dict(row=row, errors=errors, done=len(values), diverged=len(diverged),
-                diverged_seeds=sorted(diverged), planned=planned, dtypes=set(dtypes),
+    return dict(row=row, errors=errors, done=len(values), diverged=sorted(diverged),
+                planned=planned, dtypes=set(dtypes),
                 median=statistics.median(ended) if ended else None,
                 mean=statistics.mean(values) if values and not diverged else None,
                 std=statistics.stdev(values) if len(values) > 1 and not diverged else None)
@@ -130,7 +130,7 @@ def markdown(table, scale, results, seeds):
               '|---|%s---:|---:|---:|---:|---:|---|' % ('---|' if grouped else '')]
     for r, a, b in zip(results, ours_rank, paper_rank):
         done = '%d/%d' % (r['done'], r['planned']) + (
-            ', %d diverged' % r['diverged'] if r['diverged'] else '')
+            ', %d diverged' % len(r['diverged']) if r['diverged'] else '')
         rank = '' if a is None else '%d / %s' % (a, '' if b is None else b)
         lines.append('| %s |%s %s | %s | %s | %s | %s | %s |' % (
             r['row'].name, ' %s |' % r['row'].group if grouped else '', done, ours(r, scale),
@@ -167,7 +167,7 @@ def representative_runs(table, scale, root, results):
     out = {}
     for r in results:
         ended = sorted([(e, s) for s, e in r['errors'].items()]
-                       + [(DIVERGED, s) for s in r['diverged_seeds']])
+                       + [(DIVERGED, s) for s in r['diverged']])
         if ended:
             middle = (len(ended) - 1) // 2
             # an even count whose upper middle diverged has the median "diverged"
