@@ -182,7 +182,9 @@ def _ways_on(run_dir, missing):
 def check_same_config(saved, current, where):
     """Refuse to resume a checkpoint written with a different model/data/recipe/seed (the
     fields config.py declares frozen)."""
-    for section, key, old, new in differences(saved, current, frozen_fields())[:1]:
+    diff = differences(saved, current, frozen_fields())
+    if diff:
+        section, key, old, new = diff[0]
         raise CheckpointError(
             '%s was written with %s.%s = %r, this command asks for %r: rerun with the '
             "run's own settings (see its config.yaml), or use a new --run-dir"
